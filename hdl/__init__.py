@@ -1,0 +1,1 @@
+"""Thermocline hardware: Amaranth components, one unit per module."""

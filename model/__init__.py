@@ -1,0 +1,1 @@
+"""Golden model of the Thermocline engine: the executable specification."""

@@ -1,0 +1,1 @@
+"""Thermocline: shared layouts, command line, benchmarks and reports."""
