@@ -241,12 +241,14 @@ class Walker:
                        hroot: int | None = None) -> int:
         """Drop guest-TLB and guest-PWC slots for ``gva`` (in one context, or in all)."""
         match = self._ctx_match(cr3, hroot)
+        gva &= (1 << 48) - 1
         n = sum(a.drop(gva, match) for a in self.caches.gtlb.values())
         return n + sum(a.drop(gva, match) for a in self.caches.gpwc.values())
 
     def invalidate_gpa(self, gpa: int, hroot: int | None = None) -> int:
         """Drop nested-TLB and host-PWC slots for ``gpa`` (under one host root, or all)."""
         match = None if hroot is None else (lambda ctx: ctx[0] == hroot)
+        gpa &= (1 << 52) - 1
         n = sum(a.drop(gpa, match) for a in self.caches.ntlb.values())
         return n + sum(a.drop(gpa, match) for a in self.caches.hpwc.values())
 
@@ -267,7 +269,8 @@ class Walker:
         """The scanner cleared the A bit of the host leaf mapping ``[base, base + size)``:
         drop the one nested-TLB slot that may hold a copy of that leaf."""
         level = {1 << 12: 1, 1 << 21: 2, 1 << 30: 3}[size]
-        return self.caches.ntlb[level].drop(base, lambda ctx: ctx[0] == hroot)
+        return self.caches.ntlb[level].drop(base & ((1 << 52) - 1),
+                                            lambda ctx: ctx[0] == hroot)
 
     @staticmethod
     def _ctx_match(cr3, hroot):

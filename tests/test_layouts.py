@@ -96,3 +96,12 @@ def test_layout_errors_name_the_problem():
         EPT_ENTRY.A.set(0, 2)
     with pytest.raises(AttributeError, match="'Q'"):
         EPT_ENTRY.Q
+
+
+def test_hardware_structs_put_every_field_where_the_layout_does():
+    from hdl import layouts as H
+    for layout in ALL:
+        s = H.struct(layout)
+        assert s.size == layout.width
+        for f in layout:
+            assert (s[f.name].offset, s[f.name].width) == (f.lsb, f.width), (layout, f)

@@ -538,3 +538,11 @@ def test_isolation_whatever_the_guest_writes(seed):
                 assert m.addr < host_tables_end, (seed, m)
             else:
                 assert s.data_base <= m.addr < s.data_base + s.guest_ram, (seed, m)
+
+
+def test_invalidate_gva_of_a_kernel_address():
+    s, sp, w = make()
+    kva = 0xFFFF_8880_0000_0000
+    sp.map(kva & ((1 << 48) - 1), s.alloc_data())
+    assert isinstance(w.translate(req(s, sp, kva)), Translation)
+    assert w.invalidate_gva(kva) >= 1

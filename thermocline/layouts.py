@@ -296,3 +296,36 @@ def activity_fields(fmt: str, level_bits: int, long_bits: int = 0,
     long_level = Field("LONG_LEVEL", lsb + level_bits, long_bits)
     seen = Field("SEEN", lsb + level_bits + long_bits, seen_bits)
     return ActivityFields(level, long_level, seen)
+
+
+# --- Page-walker streams ------------------------------------------------------------------
+
+#: Fault kinds as the hardware encodes them in ``WALK_RESP.FAULT`` (0: a translation). The
+#: names are the values of ``model.walker.FaultKind``.
+FAULT_KINDS = ("none", "gp", "bad_root", "page_fault", "ept_violation", "ept_misconfig",
+               "npf", "bus_error", "conflict")
+
+#: Page sizes as the hardware encodes them (0: 4 KiB, 1: 2 MiB, 2: 1 GiB).
+SIZE_CODES = {4096: 0, 1 << 21: 1, 1 << 30: 2}
+
+#: AXI response codes of a bus error (``WALK_RESP.RESP``).
+RESP_CODES = {"": 0, "SLVERR": 2, "DECERR": 3}
+
+WALK_REQ = Layout("WALK_REQ", 195, [
+    ("GVA", 0, 64), ("CR3", 64, 64), ("HROOT", 128, 64), ("WRITE", 192, 1), ("FETCH", 193, 1),
+    ("USER", 194, 1),
+])
+
+WALK_RESP = Layout("WALK_RESP", 256, [
+    ("FAULT", 0, 4), ("LEVEL", 4, 3), ("RESP", 7, 2), ("SIZE", 9, 2), ("GSIZE", 11, 2),
+    ("HSIZE", 13, 2), ("GRIGHTS", 15, 3), ("HRIGHTS", 18, 4), ("MEMTYPE", 22, 3),
+    ("GPA", 25, 52), ("HPA", 77, 52), ("ADDR", 129, 52), ("CODE", 192, 64),
+])
+
+#: Invalidation operations (``WALK_INV.OP``).
+INV_OPS = ("all", "gva", "gpa", "root", "scan_clear")
+
+WALK_INV = Layout("WALK_INV", 200, [
+    ("OP", 0, 3), ("MATCH_CR3", 3, 1), ("MATCH_HROOT", 4, 1), ("SIZE", 5, 2),
+    ("ADDR", 8, 64), ("CR3", 72, 64), ("HROOT", 136, 64),
+])
