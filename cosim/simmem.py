@@ -3,7 +3,8 @@
 For fast unit tests without Verilator: the slave answers single- and multi-beat INCR reads
 and writes from the model's memory image, with a fixed latency, optional random stalls on
 every ready/valid it drives, DECERR past the end of memory and SLVERR on poisoned words
-(per beat). It also logs every access, in order, as ``("read"|"write", addr, value)``.
+(per beat). It also logs every access, in order, as ``("read"|"write", addr, value)`` (failed reads
+with the value 0).
 """
 
 import random
@@ -44,6 +45,8 @@ class SimAxiMemory:
             self.log.append(("write", addr, write))
             return 0, OKAY
         except BusError as e:
+            self.log.append(("read" if write is None else "write", addr,
+                             0 if write is None else write))
             return 0, SLVERR if e.resp == "SLVERR" else DECERR
 
     def outputs(self, ctx):

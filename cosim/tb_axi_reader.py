@@ -28,10 +28,11 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge
 
 from cosim.axi_mem import AxiMem
 from cosim.runner import record_metric, sim_params, sim_seed
+from cosim.stream import StreamDriver, StreamMonitor, Ticker
 from hdl.axi import BOUNDARY, MAX_BURST_BEATS, AxiParams, Resp
 from hdl.axi_reader import read_request_layout, read_response_layout
 from model.memory import BusError, PhysMem
@@ -171,142 +172,36 @@ class ReaderModel:
 
 # --- driver and monitors -------------------------------------------------------------------
 
-class Ticker:
-    """Runs the per-cycle work of every driver and monitor from one task.
+class RequestDriver(StreamDriver):
+    """Drives the ``req`` stream with :class:`Request` items, with random idle cycles."""
 
-    After each rising edge it calls the ``edge`` hooks (drive inputs, act on handshakes
-    sampled in the previous cycle); in that cycle's read-only phase it calls the ``sample``
-    hooks (read settled values: what the next edge will capture). One pair of awaits per
-    cycle for the whole testbench instead of one per component: Python per cycle is what
-    limits a cocotb testbench's speed.
-    """
-
-    def __init__(self, clock):
-        self.clock = clock
-        self.cycle = 0
-        self.edge: list[Callable[[], None]] = []
-        self.sample: list[Callable[[], None]] = []
-        cocotb.start_soon(self._run())
-
-    async def _run(self):
-        edge = RisingEdge(self.clock)
-        read_only = ReadOnly()
-        while True:
-            await edge
-            self.cycle += 1
-            for hook in self.edge:
-                hook()
-            await read_only
-            for hook in self.sample:
-                hook()
-
-
-class RequestDriver:
-    """Drives the ``req`` stream (``req__valid``, ``req__ready``, ``req__payload``).
-
-    Requests go out in order; ``valid`` stays high until the handshake. With ``idle`` > 0,
-    each new request waits a random number of cycles first. No transfer happens while the
-    design is in reset.
-    """
-
-    def __init__(self, dut, ticker: Ticker, codec: Codec, *, rng: random.Random,
+    def __init__(self, dut, ticker: Ticker, codec: "Codec", *, rng: random.Random,
                  idle: float = 0.0):
-        self.reset = dut.rst
-        self.valid = dut.req__valid
-        self.ready = dut.req__ready
-        self.payload = dut.req__payload
+        super().__init__(dut, "req", ticker,
+                         lambda r: codec.pack(addr=r.addr, count=r.count), rng=rng, idle=idle)
+
+
+class ResponseMonitor(StreamMonitor):
+    """Takes beats off the ``resp`` stream, holding ``ready`` low on a ``stall`` fraction of
+    cycles (or always, while :attr:`hold` is set), and reports each :class:`Beat` to
+    ``on_beat`` callbacks."""
+
+    def __init__(self, dut, ticker: Ticker, codec: "Codec", *, rng: random.Random,
+                 stall: float = 0.0):
+        super().__init__(dut, "resp", ticker, rng=rng, stall=stall)
         self.codec = codec
-        self.rng = rng
-        self.idle = idle
-        self.queue: deque[Request] = deque()
-        self.on_accept: list[Callable[[Request], None]] = []
-        self.accepted = 0
-        self._current: Request | None = None
-        self._fired = False
-        self._valid = False
-        self.valid.value = 0
-        self.payload.value = 0
-        ticker.edge.append(self._edge)
-        ticker.sample.append(self._sample)
-
-    def send(self, req: Request):
-        self.queue.append(req)
-
-    def clear(self):
-        """Forget every request not yet accepted (on reset)."""
-        self.queue.clear()
-        self._current = None
-        self._fired = False
-        self._valid = False
-        self.valid.value = 0
+        self.on_beat: list[Callable[[Beat], None]] = []
+        self.on_item.append(self._beat)
 
     @property
-    def pending(self) -> int:
-        """Requests not yet accepted by the design."""
-        return len(self.queue) + (self._current is not None)
+    def beats(self) -> int:
+        return self.items
 
-    def _edge(self):
-        if self._fired:
-            req, self._current = self._current, None
-            self.accepted += 1
-            for callback in self.on_accept:
-                callback(req)
-        if self._current is None:
-            if self.queue and not (self.idle and self.rng.random() < self.idle):
-                self._current = self.queue.popleft()
-                self.payload.value = self.codec.pack(addr=self._current.addr,
-                                                     count=self._current.count)
-                self.valid.value = 1
-            elif self._valid:
-                self.valid.value = 0
-        self._valid = self._current is not None
-
-    def _sample(self):
-        self._fired = (self._current is not None and self.ready.value == 1
-                       and self.reset.value == 0)
-
-
-class ResponseMonitor:
-    """Takes beats off the ``resp`` stream, holding ``ready`` low on a ``stall`` fraction of
-    cycles (or always, while :attr:`hold` is set), and reports each beat to ``on_beat``
-    callbacks."""
-
-    def __init__(self, dut, ticker: Ticker, codec: Codec, *, rng: random.Random,
-                 stall: float = 0.0):
-        self.ticker = ticker
-        self.reset = dut.rst
-        self.valid = dut.resp__valid
-        self.ready = dut.resp__ready
-        self.payload = dut.resp__payload
-        self.codec = codec
-        self.rng = rng
-        self.stall = stall
-        self.on_beat: list[Callable[[Beat], None]] = []
-        self.beats = 0
-        #: Hold ``ready`` low while set.
-        self.hold = False
-        self._sampled = None
-        self._ready = False
-        self.ready.value = 0
-        ticker.edge.append(self._edge)
-        ticker.sample.append(self._sample)
-
-    def _edge(self):
-        if self._sampled is not None:
-            fields = self.codec.unpack(self._sampled)
-            beat = Beat(fields["data"], fields["resp"], fields["last"], self.ticker.cycle)
-            self.beats += 1
-            for callback in self.on_beat:
-                callback(beat)
-        ready = not (self.hold or self.stall and self.rng.random() < self.stall)
-        if ready != self._ready:
-            self.ready.value = int(ready)
-            self._ready = ready
-
-    def _sample(self):
-        self._sampled = None
-        if self.valid.value == 1 and self.ready.value == 1 and self.reset.value == 0:
-            self._sampled = self.payload.value.to_unsigned()
+    def _beat(self, raw: int, cycle: int):
+        fields = self.codec.unpack(raw)
+        beat = Beat(fields["data"], fields["resp"], fields["last"], cycle)
+        for callback in self.on_beat:
+            callback(beat)
 
 
 class AxiReadMonitor:

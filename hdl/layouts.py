@@ -12,7 +12,7 @@ from amaranth.lib import data
 
 from thermocline import layouts as L
 
-__all__ = ["struct", "EPT_ENTRY", "X86_ENTRY", "EPTP", "CR3", "PF_ERROR", "EPT_QUAL",
+__all__ = ["struct", "pack", "EPT_ENTRY", "X86_ENTRY", "EPTP", "CR3", "PF_ERROR", "EPT_QUAL",
            "NPF_INFO"]
 
 
@@ -29,3 +29,16 @@ CR3 = struct(L.CR3)
 PF_ERROR = struct(L.PF_ERROR)
 EPT_QUAL = struct(L.EPT_QUAL)
 NPF_INFO = struct(L.NPF_INFO)
+
+
+def pack(layout: L.Layout, **values):
+    """A value of ``layout.width`` bits with the named fields set (others zero)."""
+    from amaranth.hdl import Cat, Const, Value
+    unknown = set(values) - {f.name for f in layout.fields}
+    if unknown:
+        raise ValueError(f"layout {layout.name} has no field(s) {sorted(unknown)}")
+    parts = []
+    for f in layout.fields:
+        v = values.get(f.name, 0)
+        parts.append(Value.cast(v)[:f.width] if not isinstance(v, int) else Const(v, f.width))
+    return Cat(*parts)

@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from thermocline import layouts as L
 from .axi import AxiParams, Burst, axi4_signature
-from .layouts import struct
+from .layouts import pack, struct
 from .walkcache import ARRAYS, GPWC, GTLB, HPWC, NTLB, SLOT, CacheArray, vpn_of
 
 __all__ = ["Walker", "COUNTERS", "SYNTH_DESIGNS"]
@@ -379,38 +379,25 @@ class Walker(wiring.Component):
             m.next = "RESP"
 
         def pf_code(present, rsvd):
-            return Cat(Const(present, 1) if isinstance(present, int) else present,
-                       r_write, r_user, Const(rsvd, 1), r_fetch & (1 if p["nxe"] else 0))
+            return pack(L.PF_ERROR, P=present, W=r_write, US=r_user, RSVD=rsvd,
+                        ID=r_fetch & (1 if p["nxe"] else 0))
 
         def host_violation(rights, present):
             if not ept:
                 npf(present, 0)
                 return
-            q = Signal(64, name="ept_qual")
-            Q = L.EPT_QUAL
-            m.d.comb += [
-                q[Q.READABLE.lsb].eq(rights[0]), q[Q.WRITABLE.lsb].eq(rights[1]),
-                q[Q.EXECUTABLE.lsb].eq(rights[2]),
-                q[Q.USER_EXEC.lsb].eq(rights[3] if p["mbec"] else 0),
-                q[Q.GLA_VALID.lsb].eq(1), q[Q.GLA_XLAT.lsb].eq(ht_final),
-                q[Q.RD.lsb].eq(Mux(ht_final, ~r_write & ~r_fetch, 1)),
-                q[Q.WR.lsb].eq(Mux(ht_final, r_write, ad)),
-                q[Q.FETCH.lsb].eq(ht_final & r_fetch),
-                q[Q.GLA_RW.lsb].eq(ht_final & res_grights[0]),
-                q[Q.GLA_USER.lsb].eq(ht_final & res_grights[1]),
-                q[Q.GLA_NX.lsb].eq(ht_final & res_grights[2]),
-            ]
+            q = pack(L.EPT_QUAL,
+                     READABLE=rights[0], WRITABLE=rights[1], EXECUTABLE=rights[2],
+                     USER_EXEC=rights[3] if p["mbec"] else 0, GLA_VALID=1,
+                     GLA_XLAT=ht_final, RD=Mux(ht_final, ~r_write & ~r_fetch, 1),
+                     WR=Mux(ht_final, r_write, ad), FETCH=ht_final & r_fetch,
+                     GLA_RW=ht_final & res_grights[0], GLA_USER=ht_final & res_grights[1],
+                     GLA_NX=ht_final & res_grights[2])
             fault("ept_violation", code=q, gpa=ht_gpa, level=ht_level)
 
         def npf(present, rsvd):
-            q = Signal(64, name="npf_info")
-            Q = L.NPF_INFO
-            m.d.comb += [
-                q[Q.P.lsb].eq(present), q[Q.RW.lsb].eq(r_write | ~ht_final),
-                q[Q.US.lsb].eq(1), q[Q.RSVD.lsb].eq(rsvd),
-                q[Q.ID.lsb].eq(ht_final & r_fetch),
-                q[Q.FINAL.lsb].eq(ht_final), q[Q.TABLE.lsb].eq(~ht_final),
-            ]
+            q = pack(L.NPF_INFO, P=present, RW=r_write | ~ht_final, US=1, RSVD=rsvd,
+                     ID=ht_final & r_fetch, FINAL=ht_final, TABLE=~ht_final)
             fault("npf", code=q, gpa=ht_gpa, level=ht_level)
 
         # --- root checks -------------------------------------------------------------------
@@ -507,7 +494,9 @@ class Walker(wiring.Component):
         m.d.comb += self.busy.eq(1)
 
         # --- the machine -------------------------------------------------------------------
-        with m.FSM():
+        # After reset the machine starts by sweeping every cache array (inv_cmd resets to
+        # the "all" command), so no slot filled before the reset survives it.
+        with m.FSM(init="INV"):
             with m.State("IDLE"):
                 m.d.comb += self.busy.eq(0)
                 with m.If(self.inv.valid):

@@ -118,7 +118,8 @@ class Fault:
 @dataclass(frozen=True)
 class MemRef:
     """One memory reference: ``op`` is "read" or "write"; ``dim`` "guest" or "host";
-    ``phase`` "walk" or "update"."""
+    ``phase`` "walk" or "update"; ``resp`` the bus error it met ("" if none, and then
+    ``value`` is 0)."""
 
     op: str
     addr: int
@@ -126,6 +127,7 @@ class MemRef:
     dim: str
     level: int
     phase: str
+    resp: str = ""
 
 
 @dataclass
@@ -285,6 +287,7 @@ class Walker:
         try:
             value = self.mem.read(addr)
         except BusError as e:
+            self.log.append(MemRef("read", addr, 0, dim, level, phase, e.resp))
             raise _Fault(Fault(FaultKind.BUS_ERROR, self._gva, addr=e.addr, resp=e.resp,
                                level=level))
         self.counters.mem_reads += 1
@@ -295,6 +298,7 @@ class Walker:
         try:
             self.mem.write(addr, value)
         except BusError as e:
+            self.log.append(MemRef("write", addr, value, dim, level, "update", e.resp))
             raise _Fault(Fault(FaultKind.BUS_ERROR, self._gva, addr=e.addr, resp=e.resp,
                                level=level))
         self.counters.mem_writes += 1
@@ -318,7 +322,7 @@ class Walker:
                 continue
             for array, ctx, key, value in plan.fills:
                 array.fill(ctx, key, value)
-            if self.log:
+            if any(not r.resp for r in self.log):
                 c.walks += 1
             else:
                 c.tlb_hits += 1

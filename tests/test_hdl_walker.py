@@ -18,7 +18,9 @@ from model.pagetable import SIZE_4K
 from model.walker import Walker, WalkerConfig, WalkRequest
 
 from .helpers import scale
-from .test_walker import GVA, make, pick, random_system
+from model.system import pick, random_system
+
+from .test_walker import GVA, make
 
 
 def model_counters(w: Walker) -> dict:

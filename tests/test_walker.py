@@ -9,7 +9,7 @@ from thermocline.layouts import (
     EPT_ENTRY as E, X86_ENTRY as X, EPTP, PF_ERROR, EPT_QUAL, NPF_INFO,
 )
 from model.pagetable import SIZE_4K, SIZE_2M, SIZE_1G
-from model.system import GuestSystem
+from model.system import GuestSystem, pick, random_system
 from model.walker import Walker, WalkerConfig, WalkRequest, FaultKind, Fault, Translation
 
 from .helpers import scale
@@ -423,47 +423,6 @@ def reference(s, sp, rq, wp=True):
     if not ok:
         return "host", None
     return "ok", (gpa, hm.pa + (gpa & (hm.size - 1)))
-
-
-def random_system(rnd: random.Random, host: str):
-    s = GuestSystem(guest_ram=64 << 20, host=host, host_page=rnd.choice([SIZE_4K, SIZE_2M]),
-                    shuffle=rnd.randrange(1 << 16))
-    sp = s.new_space()
-    gvas = []
-    for _ in range(rnd.randrange(4, 24)):
-        size = rnd.choice([SIZE_4K] * 6 + [SIZE_2M])
-        base = rnd.choice([0x1000_0000, 0x7F00_0000_0000, 0xFFFF_8000_0000_0000]) \
-            + rnd.randrange(64) * SIZE_2M
-        base &= ~(size - 1)
-        if sp.lookup(base & ((1 << 48) - 1)) is not None:
-            continue
-        try:
-            if size == SIZE_4K:
-                base += rnd.randrange(512) * SIZE_4K
-                if sp.lookup(base & ((1 << 48) - 1)):
-                    continue
-            flds = dict(RW=rnd.random() < 0.7, US=rnd.random() < 0.7, XD=rnd.random() < 0.3,
-                        A=rnd.random() < 0.5)
-            flds["D"] = flds["A"] and rnd.random() < 0.5
-            sp.map(base & ((1 << 48) - 1), s.alloc_data(size), size, **flds)
-        except ValueError:
-            continue
-        gvas.append((base, size))
-    # Take some host rights away from data frames (never from guest table frames).
-    frames = [m.pa + rnd.randrange(m.size // SIZE_4K) * SIZE_4K for m in sp.maps.values()]
-    for gpa in rnd.sample(frames, len(frames) // 3):
-        if s.host.lookup(gpa).size != SIZE_4K:
-            continue
-        if host == "ept":
-            s.host.protect(gpa, **rnd.choice([dict(W=0), dict(X=0), dict(R=0, W=0, X=0)]))
-        else:
-            s.host.protect(gpa, **rnd.choice([dict(RW=0), dict(XD=1), dict(P=0)]))
-    return s, sp, gvas
-
-
-def pick(rnd, gvas):
-    base, size = rnd.choice(gvas)
-    return base + rnd.randrange(size)
 
 
 @pytest.mark.parametrize("host", ["ept", "npt"])
