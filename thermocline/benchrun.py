@@ -33,6 +33,21 @@ def run_benchmarks(out: Path, console: Console, *, quick: bool = False) -> dict:
          f"{scan['peak_rss_mib'] * 2**20 / scan['entries']:.1f} bytes/entry"],
     ]
     data = {"scan": scan, "scan_target_entries_per_s": SCAN_TARGET}
+
+    from cosim.bench_walker import bench_walker, cosim_speed
+    with console.status("hardware walker: cycles per walk"):
+        walker = bench_walker((1, 10) if quick else (1, 10, 30))
+    for r in walker["walker_cycles"]:
+        over = "" if r["refs"] == 0 else f"{r['overhead_per_ref']:.2f} cycles/ref over latency"
+        rows.append([f"walker {r['case']} @ latency {r['latency']}", f"{r['cycles']} cycles",
+                     f"bound {r['lower_bound']} ({r['refs']} refs x {r['latency']})", over])
+    data.update(walker)
+    if not quick:
+        with console.status("walker co-simulation speed (Verilator)"):
+            speed = cosim_speed()
+        rows.append(["walker co-simulation", f"{speed['cycles_per_second']:,.0f} cycles/s",
+                     f"{speed['responses']} responses checked", "cocotb + Verilator"])
+        data["cosim"] = speed
     write_results(out, "bench", data, ["benchmark", "figure", "against", "note"], rows,
                   console)
     return data

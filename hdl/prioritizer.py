@@ -1,0 +1,200 @@
+"""Large-page prioritizer in hardware: the moving-average step and the ranked candidate list.
+
+The twin of :mod:`model.prioritizer`. The scanner (:mod:`hdl.scanner`) walks each leaf table
+and hands the accessed count of that table to :func:`lp_step`, which computes the new value
+of the parent's ``LPCOUNT`` exactly as :func:`model.prioritizer.lp_step` does; tables that are
+eligible go into a :class:`CandidateList`, which keeps the ``top_k`` best in the order of
+:func:`model.prioritizer.rank` (value descending, then region ascending, then parent entry
+address ascending).
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from thermocline.layouts import ENTRIES_PER_TABLE, LPCOUNT
+
+__all__ = ["VA_BITS", "COUNT_BITS", "candidate_layout", "lp_step", "CandidateList"]
+
+#: Width of an input (guest-physical) address: four levels of 9 bits above a 4 KiB page.
+VA_BITS = 48
+
+#: Width of an accessed or present count of one leaf table (0..512).
+COUNT_BITS = ENTRIES_PER_TABLE.bit_length()
+
+
+def candidate_layout(pa_bits: int) -> data.StructLayout:
+    """One large-page candidate, LSB first.
+
+    Parameters
+    ----------
+    pa_bits : int
+        Physical-address width; ``entry_addr`` is that wide.
+
+    Returns
+    -------
+    data.StructLayout
+        ``region``: input address of the 2 MiB region (:data:`VA_BITS` bits);
+        ``entry_addr``: host-physical byte address of the parent (level-2) entry;
+        ``value``: the parent's ``LPCOUNT`` after the pass.
+    """
+    if not isinstance(pa_bits, int) or not 32 <= pa_bits <= 52:
+        raise ValueError(f"candidate_layout: pa_bits must be an integer from 32 to 52, "
+                         f"got {pa_bits!r}")
+    return data.StructLayout({"region": VA_BITS, "entry_addr": pa_bits,
+                              "value": LPCOUNT.width})
+
+
+def lp_step(m: Module, v, count, shift) -> Signal:
+    """New ``LPCOUNT`` from the current one and a leaf table's accessed count.
+
+    Combinational logic added to ``m``; the result is
+    ``model.prioritizer.lp_step(v, count, shift)`` for every input in range.
+
+    Parameters
+    ----------
+    m : Module
+        Where the logic goes.
+    v : Value
+        Current value, ``LPCOUNT.width`` bits.
+    count : Value
+        Accessed leaves of the table, 0..512 (:data:`COUNT_BITS` bits).
+    shift : Value
+        Smoothing ``k``, 0..4 (3 bits).
+
+    Returns
+    -------
+    Signal
+        The new value, ``LPCOUNT.width`` bits.
+    """
+    top = LPCOUNT.max
+    q = Signal(LPCOUNT.width)
+    m.d.comb += q.eq(Mux(count[4:] > top, top, count[4:]))
+    round_up = Signal(16)
+    m.d.comb += round_up.eq((Const(1, 1) << shift) - 1)
+    rise = Signal(8)
+    fall = Signal(8)
+    m.d.comb += [
+        rise.eq(q - v + round_up),
+        fall.eq(v - q + round_up),
+    ]
+    new = Signal(LPCOUNT.width)
+    with m.If(q >= v):
+        m.d.comb += new.eq(v + (rise >> shift))
+    with m.Else():
+        m.d.comb += new.eq(v - (fall >> shift))
+    return new
+
+
+class CandidateList(wiring.Component):
+    """The best large-page candidates of a pass, kept ranked as they arrive.
+
+    Contract
+    --------
+    * ``clear`` empties the list (the next cycle it holds nothing).
+    * One candidate may be inserted per cycle (``insert.ready`` is always high). After the
+      inserts of a pass the list holds exactly
+      ``model.prioritizer.rank(all inserted, k)`` with ``k = min(top_k, top_k_max)``,
+      whatever the order of insertion.
+    * ``read_data`` shows entry ``read_addr`` of the ranked list one cycle after the address
+      is presented (entries at or beyond ``count`` are meaningless).
+
+    Parameters
+    ----------
+    top_k_max : int
+        Most candidates kept, 1..64.
+    pa_bits : int
+        Physical-address width, 32..52.
+
+    Members
+    -------
+    clear : ``In(1)``
+        Empty the list.
+    top_k : ``In(7)``
+        ``K`` of the pass, 0..64; values above ``top_k_max`` act as ``top_k_max``.
+    insert : ``In(stream.Signature(candidate_layout(pa_bits)))``
+        New candidates.
+    count : ``Out(range(top_k_max + 1))``
+        Candidates held.
+    read_addr : ``In(range(top_k_max))``
+        Rank to read (0 = best).
+    read_data : ``Out(candidate_layout(pa_bits))``
+        The candidate at ``read_addr``, one cycle later.
+    """
+
+    def __init__(self, *, top_k_max: int = 8, pa_bits: int = 52):
+        if not isinstance(top_k_max, int) or isinstance(top_k_max, bool) \
+                or not 1 <= top_k_max <= 64:
+            raise ValueError(f"CandidateList: top_k_max must be an integer from 1 to 64, "
+                             f"got {top_k_max!r}")
+        self._layout = candidate_layout(pa_bits)
+        self._top_k_max = top_k_max
+        self._pa_bits = pa_bits
+        super().__init__({
+            "clear": In(1),
+            "top_k": In(7),
+            "insert": In(stream.Signature(self._layout)),
+            "count": Out(range(top_k_max + 1)),
+            "read_addr": In(range(top_k_max)),
+            "read_data": Out(self._layout),
+        })
+
+    @property
+    def top_k_max(self) -> int:
+        """Most candidates kept."""
+        return self._top_k_max
+
+    @property
+    def pa_bits(self) -> int:
+        """Physical-address width."""
+        return self._pa_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._top_k_max
+        slots = [Signal(self._layout, name=f"slot{i}") for i in range(n)]
+        count = Signal(range(n + 1))
+        k = Signal(range(n + 1))
+        m.d.comb += [
+            k.eq(Mux(self.top_k > n, n, self.top_k)),
+            self.count.eq(count),
+            self.insert.ready.eq(1),
+        ]
+
+        c = self.insert.payload
+
+        def better(x, y):
+            return ((x.value > y.value)
+                    | ((x.value == y.value)
+                       & ((x.region < y.region)
+                          | ((x.region == y.region) & (x.entry_addr < y.entry_addr)))))
+
+        # keep[i]: slot i stays in place (it is held and ranks before the newcomer). The list
+        # is sorted, so keep is a prefix and the newcomer goes where it first fails.
+        keep = [Signal(name=f"keep{i}") for i in range(n)]
+        for i in range(n):
+            m.d.comb += keep[i].eq((i < count) & better(slots[i], c))
+        place = Signal(range(n + 1))
+        for i in reversed(range(n)):
+            with m.If(~keep[i]):
+                m.d.comb += place.eq(i)
+        with m.If(keep[n - 1]):
+            m.d.comb += place.eq(n)
+
+        with m.If(self.clear):
+            m.d.sync += count.eq(0)
+        with m.Elif(self.insert.valid & (place < k)):
+            m.d.sync += count.eq(Mux(count < k, count + 1, k))
+            for i in range(n):
+                with m.If(~keep[i]):
+                    if i == 0:
+                        m.d.sync += slots[i].eq(c)
+                    else:
+                        m.d.sync += slots[i].eq(Mux(keep[i - 1], c, slots[i - 1]))
+
+        read = Signal(self._layout)
+        for i in range(n):
+            with m.If(self.read_addr == i):
+                m.d.comb += read.eq(slots[i])
+        m.d.sync += self.read_data.eq(read)
+        return m
