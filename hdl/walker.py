@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 from thermocline import layouts as L
 from .axi import AxiParams, Burst, axi4_signature
 from .layouts import pack, struct
-from .walkcache import ARRAYS, GPWC, GTLB, HPWC, NTLB, SLOT, CacheArray, vpn_of
+from .walkcache import ARRAYS, GPWC, GTLB, HPWC, NTLB, CacheArray
 
 __all__ = ["Walker", "COUNTERS", "SYNTH_DESIGNS"]
 
@@ -168,7 +168,7 @@ class Walker(wiring.Component):
         arrays = []
         for n, ((kind, level, shift), entries) in enumerate(zip(ARRAYS, sizes)):
             if entries:
-                arr = CacheArray(entries=entries, shift=shift)
+                arr = CacheArray(kind=kind, level=level, entries=entries)
                 m.submodules[f"{kind}{level}"] = arr
                 arrays.append(arr)
             else:
@@ -481,7 +481,7 @@ class Walker(wiring.Component):
                              res_hpa.eq(base | (ht_gpa & _mask(level))),
                              res_hrights.eq(rights), res_memtype.eq(memtype), upd_i.eq(0)]
                 if shortcut:
-                    with m.If((upd_n == 0) & (fill_n == 0)):
+                    with m.If(upd_n == 0):
                         success()
                     with m.Else():
                         m.next = "UPD_FETCH"
@@ -490,6 +490,45 @@ class Walker(wiring.Component):
             with m.Else():
                 m.d.sync += rd_addr.eq(base | (g_egpa & _mask(level)))
                 m.next = "GW_AR"
+
+        def choose(numbers, hits, prefix):
+            """The first TLB array (4K, 2M, 1G) that hit: its level and payload."""
+            level = Signal(3, name=f"{prefix}_hit_level")
+            fields = {"frame": 40, "rights": 4, "dirty": 1}
+            if prefix == "h":
+                fields["memtype"] = 3
+            chosen = Signal(data.StructLayout(fields), name=f"{prefix}_hit")
+            first = True
+            for lvl, hit in zip((1, 2, 3), hits):
+                n = numbers[lvl]
+                if arrays[n] is None:
+                    continue
+                s = rd(n)
+                with (m.If(hit) if first else m.Elif(hit)):
+                    m.d.comb += [level.eq(lvl), chosen.frame.eq(s.frame),
+                                 chosen.rights.eq(s.rights), chosen.dirty.eq(s.dirty)]
+                    if prefix == "g":
+                        m.d.comb += chosen.rights[3].eq(0)
+                    if arrays[n].kind == "ntlb":
+                        m.d.comb += chosen.memtype.eq(s.memtype)
+                first = False
+            return level, chosen
+
+        # Every array's write data comes from the fill record being written; the
+        # invalidation states write only ``valid = 0`` (they override it below).
+        rec = fill_r.data
+        for arr in arrays:
+            if arr is None:
+                continue
+            d = arr.wr_data
+            m.d.comb += [d.valid.eq(1), d.hroot.eq(r_hroot[:52]), d.vpn.eq(arr.vpn_of(rec.key)),
+                         d.frame.eq(rec.frame), d.rights.eq(rec.rights)]
+            if arr.guest:
+                m.d.comb += d.cr3.eq(cr3_frame)
+            if arr.kind in ("gtlb", "ntlb"):
+                m.d.comb += d.dirty.eq(rec.dirty)
+            if arr.kind == "ntlb":
+                m.d.comb += d.memtype.eq(rec.memtype)
 
         m.d.comb += self.busy.eq(1)
 
@@ -528,23 +567,16 @@ class Walker(wiring.Component):
                 for lvl, n in GPWC.items():
                     present_index(n, va)
 
-                def gmatch(n, shift):
-                    s = rd(n) if arrays[n] is not None else None
-                    if s is None:
+                def gmatch(n):
+                    if arrays[n] is None:
                         return Const(0)
-                    return (s.valid & (s.cr3 == cr3_frame) & (s.hroot == r_hroot)
-                            & (s.vpn == vpn_of(va, shift)))
+                    s = rd(n)
+                    return (s.valid & (s.cr3 == cr3_frame) & (s.hroot == r_hroot[:52])
+                            & (s.vpn == arrays[n].vpn_of(va)))
 
-                tlb_hit = [gmatch(GTLB[lvl], L.PAGE_SHIFT[lvl]) for lvl in (1, 2, 3)]
-                pwc_hit = {lvl: gmatch(GPWC[lvl], L.LEVEL_SHIFT[lvl]) for lvl in (2, 3, 4)}
-                chosen_level = Signal(3)
-                chosen = Signal(SLOT)
-                with m.If(tlb_hit[0]):
-                    m.d.comb += [chosen_level.eq(1), chosen.eq(rd(GTLB[1]))]
-                with m.Elif(tlb_hit[1]):
-                    m.d.comb += [chosen_level.eq(2), chosen.eq(rd(GTLB[2]))]
-                with m.Elif(tlb_hit[2]):
-                    m.d.comb += [chosen_level.eq(3), chosen.eq(rd(GTLB[3]))]
+                tlb_hit = [gmatch(GTLB[lvl]) for lvl in (1, 2, 3)]
+                pwc_hit = {lvl: gmatch(GPWC[lvl]) for lvl in (2, 3, 4)}
+                chosen_level, chosen = choose(GTLB, tlb_hit, "g")
                 usable = ((chosen_level != 0) & guest_allows(chosen.rights)
                           & (chosen.dirty | ~r_write))
                 with m.If(usable):
@@ -578,22 +610,16 @@ class Walker(wiring.Component):
                 for lvl, n in HPWC.items():
                     present_index(n, ht_gpa)
 
-                def hmatch(n, shift):
+                def hmatch(n):
                     if arrays[n] is None:
                         return Const(0)
                     s = rd(n)
-                    return s.valid & (s.hroot == r_hroot) & (s.vpn == vpn_of(ht_gpa, shift))
+                    return (s.valid & (s.hroot == r_hroot[:52])
+                            & (s.vpn == arrays[n].vpn_of(ht_gpa)))
 
-                tlb_hit = [hmatch(NTLB[lvl], L.PAGE_SHIFT[lvl]) for lvl in (1, 2, 3)]
-                pwc_hit = {lvl: hmatch(HPWC[lvl], L.LEVEL_SHIFT[lvl]) for lvl in (2, 3, 4)}
-                chosen_level = Signal(3)
-                chosen = Signal(SLOT)
-                with m.If(tlb_hit[0]):
-                    m.d.comb += [chosen_level.eq(1), chosen.eq(rd(NTLB[1]))]
-                with m.Elif(tlb_hit[1]):
-                    m.d.comb += [chosen_level.eq(2), chosen.eq(rd(NTLB[2]))]
-                with m.Elif(tlb_hit[2]):
-                    m.d.comb += [chosen_level.eq(3), chosen.eq(rd(NTLB[3]))]
+                tlb_hit = [hmatch(NTLB[lvl]) for lvl in (1, 2, 3)]
+                pwc_hit = {lvl: hmatch(HPWC[lvl]) for lvl in (2, 3, 4)}
+                chosen_level, chosen = choose(NTLB, tlb_hit, "h")
                 usable = ((chosen_level != 0) & host_allows(chosen.rights, ht_final)
                           & (chosen.dirty | ~as_write))
                 with m.If(usable):
@@ -727,8 +753,7 @@ class Walker(wiring.Component):
             with m.State("UPD_FETCH"):
                 m.d.comb += upd_r.addr.eq(upd_i)
                 with m.If(upd_i == upd_n):
-                    m.d.sync += fill_i.eq(0)
-                    m.next = "FILL"
+                    success()
                 with m.Else():
                     m.next = "UPD_AR"
 
@@ -765,8 +790,13 @@ class Walker(wiring.Component):
                             m.d.sync += upd_now.eq(rdata | bits)
                             m.next = "UPD_AW"
                         with m.Else():
-                            m.d.sync += upd_i.eq(upd_i + 1)
-                            m.next = "UPD_FETCH"
+                            nxt = upd_i + 1
+                            m.d.sync += upd_i.eq(nxt)
+                            m.d.comb += upd_r.addr.eq(nxt)        # the next record, ready next cycle
+                            with m.If(nxt == upd_n):
+                                success()
+                            with m.Else():
+                                m.next = "UPD_AR"
 
             aw_done = Signal()
             w_done = Signal()
@@ -790,8 +820,13 @@ class Walker(wiring.Component):
                               resp=axi.bresp)
                     with m.Else():
                         inc("mem_writes")
-                        m.d.sync += upd_i.eq(upd_i + 1)
-                        m.next = "UPD_FETCH"
+                        nxt = upd_i + 1
+                        m.d.sync += upd_i.eq(nxt)
+                        m.d.comb += upd_r.addr.eq(nxt)        # the next record, ready next cycle
+                        with m.If(nxt == upd_n):
+                            success()
+                        with m.Else():
+                            m.next = "UPD_AR"
 
             # --- fills, in walk order ---------------------------------------------------------
             with m.State("FILL"):
@@ -799,27 +834,13 @@ class Walker(wiring.Component):
                 m.d.sync += fill_pending.eq(fill_i != fill_n)
                 with m.If(fill_i != fill_n):
                     m.d.sync += fill_i.eq(fill_i + 1)
-                with m.If(fill_pending):
-                    rec = fill_r.data
-                    for n, arr in enumerate(arrays):
-                        if arr is None:
-                            continue
-                        kind, level, shift = ARRAYS[n]
-                        guest = kind in ("gtlb", "gpwc")
-                        with m.If(rec.array == n):
-                            m.d.comb += [
-                                arr.wr_en.eq(1), arr.wr_index.eq(arr.index_of(rec.key)),
-                                arr.wr_data.valid.eq(1),
-                                arr.wr_data.cr3.eq(cr3_frame if guest else 0),
-                                arr.wr_data.hroot.eq(r_hroot),
-                                arr.wr_data.vpn.eq(vpn_of(rec.key, shift)),
-                                arr.wr_data.frame.eq(rec.frame),
-                                arr.wr_data.rights.eq(rec.rights),
-                                arr.wr_data.dirty.eq(rec.dirty),
-                                arr.wr_data.memtype.eq(rec.memtype),
-                            ]
+                rec = fill_r.data
+                for n, arr in enumerate(arrays):
+                    if arr is not None:
+                        m.d.comb += [arr.wr_index.eq(arr.index_of(rec.key)),
+                                     arr.wr_en.eq(fill_pending & (rec.array == n))]
                 with m.If((fill_i == fill_n) & ~fill_pending):
-                    success()
+                    m.next = "IDLE"
 
             with m.State("RESP"):
                 m.d.comb += self.resp.valid.eq(1)
@@ -827,7 +848,13 @@ class Walker(wiring.Component):
                     for i, kind in enumerate(L.FAULT_KINDS[1:], start=1):
                         with m.If(f_kind == i):
                             inc(f"fault_{kind}")
-                    m.next = "IDLE"
+                    # A translation's cache fills follow its response; the walker takes
+                    # no request or command before they are done.
+                    m.d.sync += [fill_i.eq(0), fill_pending.eq(0)]
+                    with m.If((f_kind == 0) & (fill_n != 0)):
+                        m.next = "FILL"
+                    with m.Else():
+                        m.next = "IDLE"
 
             # --- invalidation -----------------------------------------------------------------
             with m.State("INV"):
@@ -856,9 +883,10 @@ class Walker(wiring.Component):
                     s = arr.rd_data
                     index = Mux(sweeping, sweep[:len(arr.rd_index)], arr.index_of(key))
                     m.d.comb += arr.rd_index.eq(index)
-                    page = s.vpn == vpn_of(key, shift)
-                    cr3_ok = ~m_cr3 | (s.cr3 == inv_cmd.CR3[12:52])
-                    hr_ok = ~m_hr | (s.hroot == inv_cmd.HROOT)
+                    page = s.vpn == arr.vpn_of(key)
+                    cr3_ok = (~m_cr3 | (s.cr3 == inv_cmd.CR3[12:52])) if guest else 1
+                    same_root = (s.hroot == inv_cmd.HROOT[:52]) & (inv_cmd.HROOT[52:] == 0)
+                    hr_ok = ~m_hr | same_root
                     if guest:
                         drop = Mux(op == INV["all"], 1,
                                    Mux(op == INV["gva"], page & cr3_ok & hr_ok,
@@ -868,7 +896,7 @@ class Walker(wiring.Component):
                         scan_hit = 0
                         if kind == "ntlb":
                             scan_hit = ((op == INV["scan_clear"]) & (inv_cmd.SIZE == level - 1)
-                                        & page & (s.hroot == inv_cmd.HROOT))
+                                        & page & same_root)
                         drop = Mux(op == INV["all"], 1,
                                    Mux(op == INV["gpa"], page & hr_ok,
                                        Mux(op == INV["root"], m_hr & ~m_cr3 & hr_ok,
