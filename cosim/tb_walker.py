@@ -31,7 +31,7 @@ from cosim.axi_mem import AxiMem
 from cosim.runner import record_metric, sim_params, sim_seed
 from cosim.stream import StreamDriver, StreamMonitor, Ticker
 from cosim.walk_codec import Invalidate, apply_inv, describe_response, encode_inv, \
-    encode_request, encode_result
+    encode_request, encode_result, model_counters
 from hdl.walker import COUNTERS
 from model.memory import BusError, PhysMem
 from model.system import pick, random_system
@@ -242,18 +242,6 @@ class TB:
         raw = self.dut.counters.value.to_unsigned()
         return {name: (raw >> (32 * i)) & 0xFFFF_FFFF for i, name in enumerate(COUNTERS)}
 
-    def model_counters(self) -> dict:
-        c = self.board.walker.counters
-        out = dict(requests=c.requests, walks=c.walks, mem_reads=c.mem_reads,
-                   mem_writes=c.mem_writes, restarts=c.restarts, tlb_hits=c.tlb_hits,
-                   gtlb_hits=c.gtlb_hits, ntlb_hits=c.ntlb_hits)
-        for lvl in (4, 3, 2):
-            out[f"gpwc_hits_{lvl}"] = c.gpwc_hits[lvl]
-            out[f"hpwc_hits_{lvl}"] = c.hpwc_hits[lvl]
-        for kind, n in c.faults.items():
-            out[f"fault_{kind.value}"] = n
-        return {k: v & 0xFFFF_FFFF for k, v in out.items()}
-
     def finish(self):
         """Compare the memory image, the references in order and the counters."""
         seed = self.seed
@@ -266,7 +254,7 @@ class TB:
         assert hw[0] == model[0], f"[seed {seed}] read sequences differ"
         assert hw[1] == model[1], f"[seed {seed}] write sequences differ"
         hw_c = {k: (v - self.counters0[k]) & 0xFFFF_FFFF for k, v in self.counters().items()}
-        model_c = self.model_counters()
+        model_c = model_counters(self.board.walker)
         assert hw_c == model_c, (f"[seed {seed}] counters differ: "
                                  f"{ {k: (hw_c[k], model_c[k]) for k in hw_c if hw_c[k] != model_c[k]} }")
         self.check_isolation()

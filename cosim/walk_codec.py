@@ -15,7 +15,7 @@ from thermocline.layouts import (
 )
 
 __all__ = ["encode_request", "encode_result", "describe_response", "Invalidate",
-           "encode_inv", "apply_inv"]
+           "encode_inv", "apply_inv", "model_counters"]
 
 
 def encode_request(req: WalkRequest) -> int:
@@ -86,3 +86,17 @@ def apply_inv(walker: Walker, cmd: Invalidate) -> int:
         return 0
     return walker.scanner_cleared(cmd.hroot or 0, cmd.addr, cmd.size)
 
+
+
+def model_counters(walker: Walker) -> dict[str, int]:
+    """The model's counters under the names of the hardware's ``counters`` port (32-bit)."""
+    c = walker.counters
+    out = dict(requests=c.requests, walks=c.walks, mem_reads=c.mem_reads,
+               mem_writes=c.mem_writes, restarts=c.restarts, tlb_hits=c.tlb_hits,
+               gtlb_hits=c.gtlb_hits, ntlb_hits=c.ntlb_hits)
+    for lvl in (4, 3, 2):
+        out[f"gpwc_hits_{lvl}"] = c.gpwc_hits[lvl]
+        out[f"hpwc_hits_{lvl}"] = c.hpwc_hits[lvl]
+    for kind, n in c.faults.items():
+        out[f"fault_{kind.value}"] = n
+    return {k: v & 0xFFFF_FFFF for k, v in out.items()}

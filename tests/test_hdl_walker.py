@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 
 from cosim.simmem import SimAxiMemory
 from cosim.walk_codec import Invalidate, apply_inv, describe_response, encode_inv, \
-    encode_request, encode_result
+    encode_request, encode_result, model_counters
 from hdl.walker import COUNTERS, Walker as HwWalker
 from model.pagetable import SIZE_4K
 from model.walker import Walker, WalkerConfig, WalkRequest
@@ -21,19 +21,6 @@ from .helpers import scale
 from model.system import pick, random_system
 
 from .test_walker import GVA, make
-
-
-def model_counters(w: Walker) -> dict:
-    c = w.counters
-    out = dict(requests=c.requests, walks=c.walks, mem_reads=c.mem_reads,
-               mem_writes=c.mem_writes, restarts=c.restarts, tlb_hits=c.tlb_hits,
-               gtlb_hits=c.gtlb_hits, ntlb_hits=c.ntlb_hits)
-    for lvl in (4, 3, 2):
-        out[f"gpwc_hits_{lvl}"] = c.gpwc_hits[lvl]
-        out[f"hpwc_hits_{lvl}"] = c.hpwc_hits[lvl]
-    for kind, n in c.faults.items():
-        out[f"fault_{kind.value}"] = n
-    return out
 
 
 def run_both(mem, items, config: WalkerConfig, *, latency=1, stall=0.0, seed=0):
