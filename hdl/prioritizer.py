@@ -10,6 +10,7 @@ address ascending).
 
 from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from thermocline.layouts import ENTRIES_PER_TABLE, LPCOUNT
@@ -92,12 +93,15 @@ class CandidateList(wiring.Component):
     Contract
     --------
     * ``clear`` empties the list (the next cycle it holds nothing).
-    * One candidate may be inserted per cycle (``insert.ready`` is always high). After the
-      inserts of a pass the list holds exactly
-      ``model.prioritizer.rank(all inserted, k)`` with ``k = min(top_k, top_k_max)``,
-      whatever the order of insertion.
+    * A candidate is taken when ``insert.valid & insert.ready``; the list then needs at most
+      ``count + 1`` cycles to put it in place, during which ``insert.ready`` is low. After
+      the inserts of a pass the list holds exactly ``model.prioritizer.rank(all inserted,
+      k)`` with ``k = min(top_k, top_k_max)``, whatever the order of insertion.
     * ``read_data`` shows entry ``read_addr`` of the ranked list one cycle after the address
       is presented (entries at or beyond ``count`` are meaningless).
+
+    The list lives in a small memory (LUT RAM on FPGAs) and one comparator walks it, so the
+    cost grows with ``top_k_max`` only by the memory.
 
     Parameters
     ----------
@@ -111,11 +115,12 @@ class CandidateList(wiring.Component):
     clear : ``In(1)``
         Empty the list.
     top_k : ``In(7)``
-        ``K`` of the pass, 0..64; values above ``top_k_max`` act as ``top_k_max``.
+        ``K`` of the pass, 0..64; values above ``top_k_max`` act as ``top_k_max``. Hold it
+        stable while inserts are in progress.
     insert : ``In(stream.Signature(candidate_layout(pa_bits)))``
         New candidates.
     count : ``Out(range(top_k_max + 1))``
-        Candidates held.
+        Candidates held (final once ``insert.ready`` is high again).
     read_addr : ``In(range(top_k_max))``
         Rank to read (0 = best).
     read_data : ``Out(candidate_layout(pa_bits))``
@@ -152,49 +157,55 @@ class CandidateList(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._top_k_max
-        slots = [Signal(self._layout, name=f"slot{i}") for i in range(n)]
+        lay = self._layout
+        m.submodules.slots = slots = Memory(shape=lay, depth=n, init=[])
+        wr = slots.write_port()
+        walk_rd = slots.read_port(domain="comb")
+        out_rd = slots.read_port(domain="comb")
+
         count = Signal(range(n + 1))
         k = Signal(range(n + 1))
+        busy = Signal()
+        new = Signal(lay)
+        j = Signal(range(n + 1))          # the slot the newcomer may take
         m.d.comb += [
             k.eq(Mux(self.top_k > n, n, self.top_k)),
             self.count.eq(count),
-            self.insert.ready.eq(1),
+            self.insert.ready.eq(~busy & ~self.clear),
         ]
 
-        c = self.insert.payload
-
-        def better(x, y):
-            return ((x.value > y.value)
-                    | ((x.value == y.value)
-                       & ((x.region < y.region)
-                          | ((x.region == y.region) & (x.entry_addr < y.entry_addr)))))
-
-        # keep[i]: slot i stays in place (it is held and ranks before the newcomer). The list
-        # is sorted, so keep is a prefix and the newcomer goes where it first fails.
-        keep = [Signal(name=f"keep{i}") for i in range(n)]
-        for i in range(n):
-            m.d.comb += keep[i].eq((i < count) & better(slots[i], c))
-        place = Signal(range(n + 1))
-        for i in reversed(range(n)):
-            with m.If(~keep[i]):
-                m.d.comb += place.eq(i)
-        with m.If(keep[n - 1]):
-            m.d.comb += place.eq(n)
-
+        # Walk up from the bottom: while the newcomer ranks before slot j - 1, that slot
+        # moves down to j (dropped if j is past k); otherwise the newcomer takes slot j.
+        above = walk_rd.data
+        better = Signal()
+        m.d.comb += [
+            walk_rd.addr.eq(j - 1),
+            better.eq((new.value > above.value)
+                      | ((new.value == above.value)
+                         & ((new.region < above.region)
+                            | ((new.region == above.region)
+                               & (new.entry_addr < above.entry_addr))))),
+        ]
         with m.If(self.clear):
-            m.d.sync += count.eq(0)
-        with m.Elif(self.insert.valid & (place < k)):
-            m.d.sync += count.eq(Mux(count < k, count + 1, k))
-            for i in range(n):
-                with m.If(~keep[i]):
-                    if i == 0:
-                        m.d.sync += slots[i].eq(c)
-                    else:
-                        m.d.sync += slots[i].eq(Mux(keep[i - 1], c, slots[i - 1]))
+            m.d.sync += [count.eq(0), busy.eq(0)]
+        with m.Elif(~busy):
+            with m.If(self.insert.valid):
+                m.d.sync += [
+                    busy.eq(1),
+                    new.eq(self.insert.payload),
+                    j.eq(Mux(count < k, count, k)),
+                ]
+        with m.Else():
+            with m.If((j != 0) & better):
+                with m.If(j < k):
+                    m.d.comb += [wr.addr.eq(j), wr.data.eq(above), wr.en.eq(1)]
+                m.d.sync += j.eq(j - 1)
+            with m.Else():
+                with m.If(j < k):
+                    m.d.comb += [wr.addr.eq(j), wr.data.eq(new), wr.en.eq(1)]
+                    m.d.sync += count.eq(Mux(count < k, count + 1, k))
+                m.d.sync += busy.eq(0)
 
-        read = Signal(self._layout)
-        for i in range(n):
-            with m.If(self.read_addr == i):
-                m.d.comb += read.eq(slots[i])
-        m.d.sync += self.read_data.eq(read)
+        m.d.comb += out_rd.addr.eq(self.read_addr)
+        m.d.sync += self.read_data.eq(out_rd.data)
         return m

@@ -1,42 +1,53 @@
-"""Walk caches of the nested page walker, in synchronous-read memories.
+"""Walk caches of the nested page walker: distributed-RAM arrays with a registered lookup.
 
 Twelve direct-mapped arrays, as in :mod:`model.walkcache`: the guest TLB and the nested TLB
 (one array per page size each) and the guest and host paging-structure caches (one array per
-level 4, 3, 2 each). Every array is a :class:`amaranth.lib.memory.Memory` with one
-synchronous read port and one write port, so Yosys maps it to block or distributed RAM.
+level 4, 3, 2 each).
 
-Slots (:func:`slot_layout`) hold a valid bit, the context tag (guest root frame for guest
-arrays, host root for all), the whole page number of the key, and the payload.
+Every array is a :class:`amaranth.lib.memory.Memory` with one asynchronous read port and one
+write port (distributed RAM), followed by a lookup register: every cycle the slot at
+``index`` is read and its tags are compared with ``key``, ``cr3`` and ``hroot``, but only far
+enough to reduce each tag to one equal bit per few bits (two LUT4 levels: 8 bits, or 4 where
+each operand bit is itself a choice of two); those bits and the slot's payload are
+registered, and the outputs finish the compare from the registers. A lookup thus holds the
+read and half of the compare in one cycle, the rest of the compare and whatever uses the
+result in the next; while the operands and the array stay the same, so do the outputs.
+
+Slots (:func:`slot_layout`) hold only what can differ between slots:
+
+* the context tag: the guest root frame (guest arrays) and the host root tag
+  (:func:`root_tag`: the bits of a host root that are not fixed once the root is checked);
+* the page tag: the key's page number without the bits that index the array;
+* the output frame without the bits that a page of the array's size has zero.
+
+All physical addresses (host and guest) are below ``2 ** pa_bits``: roots with address bits
+above are refused, and entry addresses are masked to ``pa_bits``.
 """
 
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from thermocline.layouts import LEVEL_SHIFT, PAGE_SHIFT
 
-__all__ = ["slot_layout", "ARRAYS", "GTLB", "NTLB", "GPWC", "HPWC", "CacheArray"]
+__all__ = ["root_tag", "root_tag_width", "slot_layout", "ARRAYS", "GTLB", "NTLB", "GPWC",
+           "HPWC", "CacheArray"]
 
-def slot_layout(kind: str, level: int) -> data.StructLayout:
-    """The slot of one array: valid bit, context tag (guest root frame for guest arrays,
-    host root for all), the key's page number, and the payload (output frame, rights;
-    dirty for TLBs; memory type for the nested TLB)."""
-    guest = kind in ("gtlb", "gpwc")
-    tlb = kind in ("gtlb", "ntlb")
-    shift = PAGE_SHIFT[level] if tlb else LEVEL_SHIFT[level]
-    fields = {"valid": 1}
-    if guest:
-        fields["cr3"] = 40
-    fields["hroot"] = 52            # bits 63..52 of a root are zero once the root is checked
-    fields["vpn"] = (48 if guest else 52) - shift
-    fields["frame"] = 40
-    fields["rights"] = 3 if guest else 4
-    if tlb:
-        fields["dirty"] = 1
-    if kind == "ntlb":
-        fields["memtype"] = 3
-    return data.StructLayout(fields)
+
+
+def root_tag_width(host: str, pa_bits: int) -> int:
+    """Width of :func:`root_tag`."""
+    return 3 + pa_bits - 12 if host == "ept" else pa_bits
+
+
+def root_tag(hroot, host: str, pa_bits: int):
+    """The bits of a well-formed host root that can vary: for an EPTP the memory type's bit 1
+    (UC or WB), the A/D enable, bit 7 and the address; for an nCR3 bits ``pa_bits - 1 .. 0``.
+    Two well-formed roots are equal exactly when their tags are."""
+    if host == "ept":
+        return Cat(hroot[1], hroot[6], hroot[7], hroot[12:pa_bits])
+    return hroot[:pa_bits]
 
 
 #: Array numbers: guest TLB 4K/2M/1G, nested TLB 4K/2M/1G, guest PWC L4/L3/L2, host PWC
@@ -51,68 +62,188 @@ ARRAYS = ([("gtlb", lvl, PAGE_SHIFT[lvl]) for lvl in (1, 2, 3)]
           + [("hpwc", lvl, LEVEL_SHIFT[lvl]) for lvl in (4, 3, 2)])
 
 
+class _Geometry:
+    """Field widths of one array (see :func:`slot_layout`)."""
+
+    def __init__(self, kind, level, entries, host, pa_bits):
+        self.guest = kind in ("gtlb", "gpwc")
+        self.tlb = kind in ("gtlb", "ntlb")
+        self.shift = PAGE_SHIFT[level] if self.tlb else LEVEL_SHIFT[level]
+        self.key_width = (48 if self.guest else pa_bits) - 12
+        self.index_lsb = self.shift - 12
+        self.index_width = (entries - 1).bit_length()
+        self.tag_lsb = min(self.index_lsb + self.index_width, self.key_width)
+        self.frame_lsb = self.shift - 12 if self.tlb else 0
+        self.frame_width = pa_bits - 12
+        self.rights = 3 if self.guest or host == "npt" else 4
+        fields = {"valid": 1}
+        if self.guest:
+            fields["cr3"] = pa_bits - 12
+        fields["hroot"] = root_tag_width(host, pa_bits)
+        if self.key_width > self.tag_lsb:
+            fields["page"] = self.key_width - self.tag_lsb
+        fields["frame"] = self.frame_width - self.frame_lsb
+        fields["rights"] = self.rights
+        if self.tlb:
+            fields["dirty"] = 1
+        if kind == "ntlb" and host == "ept":
+            fields["memtype"] = 3
+        self.layout = data.StructLayout(fields)
+
+
+def slot_layout(kind: str, level: int, entries: int, *, host: str = "ept",
+                pa_bits: int = 52) -> data.StructLayout:
+    """The slot of one array: valid bit, context tag (guest root frame for guest arrays,
+    host root tag for all), page tag (the key's page number above the index bits, absent
+    when the index covers it), and the payload: output frame (without the bits a page of
+    this size has zero), rights, and dirty for TLBs and memory type for an EPT nested TLB."""
+    return _Geometry(kind, level, entries, host, pa_bits).layout
+
+
+def _chunks(a, b, chunk):
+    """One equal bit per ``chunk`` bits of ``a`` and ``b``."""
+    return Cat(*(a[i:i + chunk] == b[i:i + chunk] for i in range(0, len(a), chunk)))
+
+
 class CacheArray(wiring.Component):
     """One direct-mapped array of ``entries`` slots (a power of two, >= 1) of kind ``kind``
-    ("gtlb", "ntlb", "gpwc" or "hpwc") for ``level``; slots as :func:`slot_layout`.
+    ("gtlb", "ntlb", "gpwc" or "hpwc") for ``level``, for a walker of host format ``host``
+    and physical-address width ``pa_bits``; slots as :func:`slot_layout`. A lookup registers
+    one equal bit per ``ctx_chunk`` bits of the context tags and per ``page_chunk`` bits of
+    the page tag.
 
     Members
     -------
-    rd_index : In(index width)
-        Slot to read; its contents appear on ``rd_data`` one cycle later.
-    rd_data : Out(slot)
-        The slot read.
+    index : In(index width)
+        Slot to look up this cycle (usually :meth:`index_of` ``key``).
+    key : In(36 for guest arrays, else pa_bits - 12)
+        Page number (address bits 12 and up) of the address to compare with the slot's page
+        tag.
+    cr3 : In(pa_bits - 12)
+        Guest root frame to compare (guest arrays only).
+    hroot : In(root tag width)
+        Host root tag to compare.
+    slot : Out(slot)
+        The slot at ``index``, this cycle (not registered).
+    valid, page_eq, hroot_eq, cr3_eq : Out(1)
+        Of the previous cycle's lookup: the slot was valid; its page, host root and (guest
+        arrays) guest root tags matched.
+        ``page_eq`` is absent when the index covers the whole page number
+        (:attr:`page_matches` then is constant 1).
+    frame, rights, dirty, memtype : Out
+        That slot's payload (``dirty`` for TLBs, ``memtype`` for an EPT nested TLB). ``frame``
+        holds address bits ``pa_bits - 1 .. 12 + frame_lsb``.
     wr_en : In(1)
-        Write ``wr_data`` into slot ``wr_index`` at the next clock edge.
-    wr_index : In(index width)
-    wr_data : In(slot)
+        Write slot ``wr_index`` at the next clock edge: valid bit ``wr_valid``, tags from
+        ``wr_key`` (a page number like ``key``), ``wr_cr3`` and ``wr_hroot``, payload
+        ``wr_frame`` (address bits ``pa_bits - 1 .. 12``), ``wr_rights``, ``wr_dirty``,
+        ``wr_memtype``.
     """
 
-    def __init__(self, *, kind: str, level: int, entries: int):
+    def __init__(self, *, kind: str, level: int, entries: int, host: str = "ept",
+                 pa_bits: int = 52, ctx_chunk: int = 8, page_chunk: int = 8):
         if entries < 1 or entries & (entries - 1):
             raise ValueError(f"cache array entries must be a power of two, got {entries}")
         if kind not in ("gtlb", "ntlb", "gpwc", "hpwc"):
             raise ValueError(f"cache array kind must be gtlb, ntlb, gpwc or hpwc, got {kind!r}")
-        self._entries = entries
+        for name, chunk in (("ctx_chunk", ctx_chunk), ("page_chunk", page_chunk)):
+            if chunk < 1:
+                raise ValueError(f"{name} must be at least 1 bit, got {chunk}")
         self._kind = kind
-        self._shift = PAGE_SHIFT[level] if kind in ("gtlb", "ntlb") else LEVEL_SHIFT[level]
-        self._layout = slot_layout(kind, level)
-        iw = max(1, (entries - 1).bit_length())
-        super().__init__({
-            "rd_index": In(iw), "rd_data": Out(self._layout),
-            "wr_en": In(1), "wr_index": In(iw), "wr_data": In(self._layout),
-        })
-
-    @property
-    def entries(self) -> int:
-        return self._entries
+        self._entries = entries
+        self._chunks = (ctx_chunk, page_chunk)
+        self._g = g = _Geometry(kind, level, entries, host, pa_bits)
+        iw = max(1, g.index_width)
+        f = g.layout.members
+        ports = {
+            "index": In(iw), "key": In(g.key_width), "hroot": In(f["hroot"]),
+            "slot": Out(g.layout), "valid": Out(1), "hroot_eq": Out(1),
+            "frame": Out(f["frame"]), "rights": Out(g.rights),
+            "wr_en": In(1), "wr_index": In(iw), "wr_valid": In(1), "wr_key": In(g.key_width),
+            "wr_hroot": In(f["hroot"]), "wr_frame": In(g.frame_width),
+            "wr_rights": In(g.rights),
+        }
+        if "page" in f:
+            ports.update(page_eq=Out(1))
+        if g.guest:
+            ports.update(cr3=In(f["cr3"]), cr3_eq=Out(1), wr_cr3=In(f["cr3"]))
+        if g.tlb:
+            ports.update(dirty=Out(1), wr_dirty=In(1))
+        if "memtype" in f:
+            ports.update(memtype=Out(3), wr_memtype=In(3))
+        super().__init__(ports)
 
     @property
     def kind(self) -> str:
         return self._kind
 
     @property
-    def shift(self) -> int:
-        return self._shift
+    def entries(self) -> int:
+        return self._entries
 
     @property
     def guest(self) -> bool:
-        return self._kind in ("gtlb", "gpwc")
+        return self._g.guest
+
+    @property
+    def frame_lsb(self) -> int:
+        """Frame bits a slot leaves out (those a page of this size has zero)."""
+        return self._g.frame_lsb
+
+    @property
+    def page_matches(self):
+        """``page_eq``, or 1 where the array has no page tag."""
+        return self.page_eq if "page" in self._g.layout.members else Const(1)
 
     def index_of(self, key):
-        """The slot a key (an address) maps to."""
-        return (key >> self._shift)[:len(self.rd_index)] if self._entries > 1 else 0
-
-    def vpn_of(self, key):
-        """The page number this array stores for ``key``."""
-        return (key >> self._shift)[:len(self.rd_data.vpn)]
+        """The slot a key (a page number, as ``key``) maps to."""
+        g = self._g
+        return key[g.index_lsb:g.index_lsb + g.index_width] if g.index_width else 0
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = Memory(shape=self._layout, depth=self._entries, init=[])
-        rd = mem.read_port()
+        g = self._g
+        f = g.layout.members
+        m.submodules.mem = mem = Memory(shape=g.layout, depth=self._entries, init=[])
+        rd = mem.read_port(domain="comb")
         wr = mem.write_port()
-        m.d.comb += [
-            rd.addr.eq(self.rd_index), self.rd_data.eq(rd.data),
-            wr.addr.eq(self.wr_index), wr.data.eq(self.wr_data), wr.en.eq(self.wr_en),
-        ]
+        s = rd.data
+        m.d.comb += [rd.addr.eq(self.index), wr.addr.eq(self.wr_index), wr.en.eq(self.wr_en),
+                     self.slot.eq(s)]
+
+        w = wr.data
+        m.d.comb += [w.valid.eq(self.wr_valid), w.hroot.eq(self.wr_hroot),
+                     w.frame.eq(self.wr_frame[g.frame_lsb:]), w.rights.eq(self.wr_rights)]
+        if "page" in f:
+            m.d.comb += w.page.eq(self.wr_key[g.tag_lsb:])
+        if g.guest:
+            m.d.comb += w.cr3.eq(self.wr_cr3)
+        if g.tlb:
+            m.d.comb += w.dirty.eq(self.wr_dirty)
+        if "memtype" in f:
+            m.d.comb += w.memtype.eq(self.wr_memtype)
+
+        # The lookup register: the slot's payload and one equal bit per byte of each tag.
+        ctx_chunk, page_chunk = self._chunks
+
+        def register(name, value):
+            reg = Signal(len(value), name=f"r_{name}", reset_less=True)
+            m.d.sync += reg.eq(value)
+            return reg
+
+        m.d.comb += [self.valid.eq(register("valid", s.valid)),
+                     self.frame.eq(register("frame", s.frame)),
+                     self.rights.eq(register("rights", s.rights)),
+                     self.hroot_eq.eq(register("hroot_eq",
+                                               _chunks(s.hroot, self.hroot, ctx_chunk)).all())]
+        if "page" in f:
+            page_eq = register("page_eq", _chunks(s.page, self.key[g.tag_lsb:], page_chunk))
+            m.d.comb += self.page_eq.eq(page_eq.all())
+        if g.guest:
+            cr3_eq = register("cr3_eq", _chunks(s.cr3, self.cr3, ctx_chunk))
+            m.d.comb += self.cr3_eq.eq(cr3_eq.all())
+        if g.tlb:
+            m.d.comb += self.dirty.eq(register("dirty", s.dirty))
+        if "memtype" in f:
+            m.d.comb += self.memtype.eq(register("memtype", s.memtype))
         return m

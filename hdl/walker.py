@@ -16,9 +16,18 @@ Memory: single-beat 64-bit reads and writes over ``m_axi``, one at a time (each 
 a walk depends on the one before). A read or write answered SLVERR/DECERR ends the request
 with a ``bus_error`` fault.
 
-Timing (a cycle is one clock): a full TLB hit answers two cycles after the request is
-accepted (guest TLB, then nested TLB). Each memory reference costs its latency plus one
-cycle; each host-dimension translation that misses the nested TLB costs one lookup cycle.
+Timing (a cycle is one clock). Every cache lookup and every entry read is registered before
+it is used, so no cycle holds more than one lookup or one decode:
+
+* a TLB hit in both dimensions answers three cycles after the request is accepted (guest
+  lookup, nested lookup, decision) when the guest page is 4 KiB, five when it is larger
+  (the nested lookup first assumes the 4 KiB guest slot and is repeated otherwise);
+* each memory reference costs its latency plus two cycles (the read data is registered,
+  then decoded);
+* a host translation costs two cycles of lookup when it hits the nested TLB, and one more
+  to start a host walk when it misses; a guest entry's host translation costs one more
+  cycle to form the entry's address;
+* each entry of the update phase costs two reads' worth of overhead plus its write.
 
 For the engine (SPEC §2, atomic A/D): the update phase's read and write of one entry must
 not be split by another agent's write to that word; the engine's arbiter holds the memory
@@ -29,11 +38,12 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from thermocline import layouts as L
 from .axi import AxiParams, Burst, axi4_signature
 from .layouts import pack, struct
-from .walkcache import ARRAYS, GPWC, GTLB, HPWC, NTLB, CacheArray
+from .walkcache import ARRAYS, GPWC, GTLB, HPWC, NTLB, CacheArray, root_tag, root_tag_width
 
 __all__ = ["Walker", "COUNTERS", "SYNTH_DESIGNS"]
 
@@ -48,19 +58,39 @@ COUNTERS = (
 FAULT = {name: i for i, name in enumerate(L.FAULT_KINDS)}
 INV = {name: i for i, name in enumerate(L.INV_OPS)}
 
-#: Update-list record: an entry read in the walk phase that needs A and/or D.
-UPD = data.StructLayout({"addr": 52, "old": 64, "host": 1, "set_a": 1, "set_d": 1,
-                         "level": 3})
-#: Fill-list record: a cache slot to write once the request succeeds.
-FILL = data.StructLayout({"array": 4, "key": 52, "frame": 40, "rights": 4, "dirty": 1,
-                          "memtype": 3})
-
-LIST_DEPTH = 32        # at most 4 guest + 5 x 4 host entries per attempt, either list
+#: Most entries the walk phase of one attempt reads: 4 guest entries, and 5 host
+#: translations (one per guest entry, one of the final GPA) of at most 4 reads each.
+LIST_DEPTH = 24
 
 
-def _mask(level):
-    """Offset mask of a page mapped at ``level`` (1: 4K, 2: 2M, 3: 1G)."""
-    return Mux(level == 3, (1 << 30) - 1, Mux(level == 2, (1 << 21) - 1, (1 << 12) - 1))
+def _upd_layout(pa_bits):
+    """Update-list record: an entry read in the walk phase that needs A and/or D."""
+    return data.StructLayout({"addr": pa_bits - 3, "old": 64, "host": 1, "set_a": 1,
+                              "set_d": 1, "level": 3})
+
+
+def _fill_layout(host, pa_bits):
+    """Fill-list record: a cache slot to write once the request succeeds (``select``: the
+    array, one-hot; ``key``: the page number of the GPA of a host slot, guest slots are keyed
+    by the request's GVA)."""
+    fields = {"select": len(ARRAYS), "key": pa_bits - 12, "frame": pa_bits - 12,
+              "rights": 4 if host == "ept" else 3, "dirty": 1}
+    if host == "ept":
+        fields["memtype"] = 3
+    return data.StructLayout(fields)
+
+
+def _pick(code, level_1, level_2, level_3, level_4):
+    """The value for the level ``code + 1`` (``code``: a 2-bit signal)."""
+    return Mux(code[1], Mux(code[0], level_4, level_3), Mux(code[0], level_2, level_1))
+
+
+def _index(addr, code):
+    """Entry number (9 bits) of ``addr`` in its table at level ``code + 1``."""
+    a = addr.as_unsigned()
+    if len(a) < 48:
+        a = Cat(a, Const(0, 48 - len(a)))
+    return _pick(code, a[12:21], a[21:30], a[30:39], a[39:48])
 
 
 class Walker(wiring.Component):
@@ -137,8 +167,6 @@ class Walker(wiring.Component):
     def axi(self) -> AxiParams:
         return self._axi
 
-    # --- helpers ---------------------------------------------------------------------------
-
     def _sizes(self):
         p = self._p
         out = []
@@ -152,181 +180,231 @@ class Walker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self._p
-        ept = p["host"] == "ept"
-        pa_bits = p["pa_bits"]
-        pa_mask = (1 << pa_bits) - 1
-        addr_mask = L.addr_mask(pa_bits)
+        host = p["host"]
+        ept = host == "ept"
+        pa = p["pa_bits"]
+        fw = pa - 12                               # frame (page number) width
+        hrw = 4 if ept else 3                      # host rights: r w x xu / rw us nx
+        above = ((1 << 52) - 1) & ~((1 << pa) - 1)
+        X = L.X86_ENTRY
+        H = L.EPT_ENTRY if ept else L.X86_ENTRY
         axi = self.m_axi
         cnt = self.counters
 
+        # Counter increments are registered events, applied the cycle after (``busy`` stays
+        # high until they are).
+        events = Signal(len(COUNTERS))
+        m.d.sync += events.eq(0)
+        for i, name in enumerate(COUNTERS):
+            with m.If(events[i]):
+                m.d.sync += getattr(cnt, name).eq(getattr(cnt, name) + 1)
+
         def inc(name):
-            field = getattr(cnt, name)
-            m.d.sync += field.eq(field + 1)
+            m.d.sync += events[COUNTERS.index(name)].eq(1)
 
         # --- cache arrays ------------------------------------------------------------------
         sizes = self._sizes()
         arrays = []
-        for n, ((kind, level, shift), entries) in enumerate(zip(ARRAYS, sizes)):
+        for (kind, level, _), entries in zip(ARRAYS, sizes):
             if entries:
-                arr = CacheArray(kind=kind, level=level, entries=entries)
-                m.submodules[f"{kind}{level}"] = arr
-                arrays.append(arr)
+                # Read at a registered index, compared with registers: 32 bits reduce to one
+                # in the lookup cycle.
+                a = CacheArray(kind=kind, level=level, entries=entries, host=host, pa_bits=pa,
+                               ctx_chunk=32, page_chunk=32)
+                m.submodules[f"{kind}{level}"] = a
+                arrays.append(a)
             else:
                 arrays.append(None)
 
-        def rd_valid(n):
-            return arrays[n].rd_data.valid if arrays[n] is not None else Const(0)
+        def field_of(n, name, width):
+            """Field ``name`` of array ``n``'s lookup register (0 if the array is left out)."""
+            return getattr(arrays[n], name) if arrays[n] is not None else Const(0, width)
 
-        def rd(n):
-            return arrays[n].rd_data
+        def field_of_slot(n):
+            """The frame of the slot array ``n`` reads this cycle."""
+            return arrays[n].slot.frame if arrays[n] is not None else Const(0, fw)
 
-        def present_index(n, key):
-            if arrays[n] is not None:
-                m.d.comb += arrays[n].rd_index.eq(arrays[n].index_of(key))
 
-        # --- request registers -------------------------------------------------------------
-        r_gva = Signal(64)
-        r_cr3 = Signal(64)
-        r_hroot = Signal(64)
-        r_write = Signal()
-        r_fetch = Signal()
-        r_user = Signal()
-        va = Signal(48)
-        m.d.comb += va.eq(r_gva[:48])
-        cr3_frame = r_cr3[12:52]
-        ad = Signal()
-        m.d.comb += ad.eq(1 if not ept else r_hroot[L.EPTP.AD.lsb])
-        host_root = Cat(Const(0, 12), r_hroot[12:52])
+        def hit(n):
+            """Array ``n``'s last lookup found the page in the request's context."""
+            a = arrays[n]
+            if a is None:
+                return Const(0)
+            match = a.valid & a.hroot_eq & a.page_matches
+            return match & a.cr3_eq if a.guest else match
 
-        # --- fault / result registers ------------------------------------------------------
-        f_kind = Signal(4)
-        f_code = Signal(64)
-        f_gpa = Signal(52)
-        f_addr = Signal(52)
-        f_level = Signal(3)
-        f_resp = Signal(2)
-        res_gpa = Signal(52)
-        res_hpa = Signal(52)
-        res_glevel = Signal(3)
-        res_hlevel = Signal(3)
-        res_grights = Signal(3)
-        res_hrights = Signal(4)
-        res_memtype = Signal(3)
+        # --- request and context -------------------------------------------------------------
+        r_va = Signal(48, reset_less=True)        # GVA; an invalidation's address
+        r_write = Signal(reset_less=True)
+        r_fetch = Signal(reset_less=True)
+        r_user = Signal(reset_less=True)
+        k_cr3 = Signal(fw, reset_less=True)       # guest root frame (request or command)
+        k_hroot = Signal(root_tag_width(host, pa), reset_less=True)  # host root tag (request or command)
+        ad = k_hroot[1] if ept else Const(1)       # host A/D enabled (EPTP bit 6)
 
-        # --- walk state --------------------------------------------------------------------
-        attempts = Signal(5)
-        any_ref = Signal()
-        g_level = Signal(3)
-        g_table = Signal(52)
-        g_rights = Signal(3)           # rw, us, xd
-        g_egpa = Signal(52)
-        ht_final = Signal()
-        ht_gpa = Signal(52)
-        ht_level = Signal(3)
-        ht_table = Signal(52)
-        ht_rights = Signal(4)          # EPT: r w x xu; NPT: rw us nx 0
-        ht_addr = Signal(52)
+        # --- walk state ----------------------------------------------------------------------
+        attempts = Signal(4, reset_less=True)
+        any_ref = Signal(reset_less=True)         # a memory reference succeeded
+        spec = Signal(reset_less=True)            # the host lookup assumed the 4K guest slot
+        g_use = Signal(3, reset_less=True)        # guest TLB slot used, one-hot by level
+        g_start = Signal(2, reset_less=True)      # level a guest walk starts at, minus 1
+        g_level = Signal(3, reset_less=True)
+        g_rights = Signal(3, reset_less=True)     # rw, us, xd
+        ht_gpa = Signal(pa, reset_less=True)      # GPA being translated; a command's address
+        ht_gpa_next = Signal(pa)                  # ... what it is next cycle
+        m.d.comb += ht_gpa_next.eq(ht_gpa)
+        m.d.sync += ht_gpa.eq(ht_gpa_next)
+        ht_final = Signal(reset_less=True)        # ... is the data access (not an entry's)
+        ht_level = Signal(3, reset_less=True)
+        ht_rights = Signal(hrw, reset_less=True)
+        hs_start = Signal(2, reset_less=True)     # level a host walk starts at, minus 1
+        hd_tlb = Signal(reset_less=True)          # host result: nested TLB (else the walk)
+        hd_level = Signal(2, reset_less=True)     # host result: leaf level
+        w_frame = Signal(fw, reset_less=True)     # host result of a walk: frame,
+        w_rights = Signal(hrw, reset_less=True)   # rights,
+        w_memtype = Signal(3, reset_less=True)    # memory type
+        res_glevel = Signal(2, reset_less=True)   # guest result: leaf level, rights
+        res_grights = Signal(3, reset_less=True)
+        rd_addr = Signal(pa - 3, reset_less=True) # word address of the memory reference
+        e_r = Signal(64, reset_less=True)         # the word read
+        resp_r = Signal(2, reset_less=True)       # its response
         as_write = Signal()
         m.d.comb += as_write.eq(ad & (r_write | ~ht_final))
-        rd_addr = Signal(52)           # address of the read in flight
-        inv_cmd = Signal(struct(L.WALK_INV))
-        sweep = Signal(13)
+
+        # --- invalidation command ----------------------------------------------------------
+        inv_op = Signal(3)                        # resets to "all": the sweep after reset
+        inv_m_cr3 = Signal(reset_less=True)
+        inv_m_hr = Signal(reset_less=True)
+        inv_size = Signal(2, reset_less=True)
+        k_cr3_ok = Signal(reset_less=True)        # the command's CR3 could be a request's,
+        k_hroot_ok = Signal(reset_less=True)      # ... its host root too,
+        key_ok = Signal(reset_less=True)          # ... its address a GPA
+        sweeping = (inv_op == INV["all"]) | (inv_op == INV["root"])
         max_depth = max(sizes + [1])
+        sweep = Signal(max(1, ceil_log2(max_depth)))
+        sweep_next = Signal.like(sweep)
+        # What the arrays look up, as flip-flops (not decoded from the state): the request
+        # being offered (while idle), every slot in turn (while sweeping).
+        primed = Signal()                          # the lookup is of the request on offer
+        sel_sweep = Signal(init=1)
+        sel_sweep_next = Signal()
+        m.d.comb += [sweep_next.eq(sweep), sel_sweep_next.eq(sel_sweep)]
+        m.d.sync += [sweep.eq(sweep_next), sel_sweep.eq(sel_sweep_next)]
+
+        # --- fault -----------------------------------------------------------------------------
+        f_kind = Signal(4, reset_less=True)
+        f_level = Signal(3, reset_less=True)
+        f_resp = Signal(2, reset_less=True)
+        f_p = Signal(reset_less=True)             # P of a #PF or NPF
+        f_rsvd = Signal(reset_less=True)          # RSVD of a #PF or NPF
+        f_rights = Signal(hrw, reset_less=True)   # host rights of an EPT violation
+
+        def fault(kind, level=0, resp=0, present=0, rsvd=0, rights=0):
+            m.d.sync += [f_kind.eq(FAULT[kind]), f_level.eq(level), f_resp.eq(resp),
+                         f_p.eq(present), f_rsvd.eq(rsvd), f_rights.eq(rights)]
+            m.next = "RESP"
 
         # --- update and fill lists ---------------------------------------------------------
-        m.submodules.upd = upd_mem = Memory(shape=UPD, depth=LIST_DEPTH, init=[])
-        m.submodules.fill = fill_mem = Memory(shape=FILL, depth=LIST_DEPTH, init=[])
+        m.submodules.upd = upd_mem = Memory(shape=_upd_layout(pa), depth=LIST_DEPTH, init=[])
+        m.submodules.fill = fill_mem = Memory(shape=_fill_layout(host, pa), depth=LIST_DEPTH,
+                                              init=[])
         upd_w = upd_mem.write_port()
         upd_r = upd_mem.read_port()
         fill_w = fill_mem.write_port()
         fill_r = fill_mem.read_port()
-        upd_n = Signal(6)
-        fill_n = Signal(6)
-        upd_i = Signal(6)
-        fill_i = Signal(6)
-        fill_pending = Signal()
-        upd_now = Signal(64)
+        upd_n = Signal(range(LIST_DEPTH + 1), reset_less=True)
+        fill_n = Signal(range(LIST_DEPTH + 1), reset_less=True)
+        upd_i = Signal(range(LIST_DEPTH + 1), reset_less=True)
+        upd_i1 = Signal(range(LIST_DEPTH + 2), reset_less=True)  # upd_i + 1
+        upd_ra = Signal(range(LIST_DEPTH + 2), reset_less=True)  # record the list shows next
+        fill_i = Signal(range(LIST_DEPTH + 1), reset_less=True)
+        fill_pending = Signal()                   # the fill list shows a record to write
+        m.d.comb += [upd_r.addr.eq(upd_ra), fill_r.addr.eq(fill_i)]
+        rec = upd_r.data
+        # Record upd_i is kept here (its address in rd_addr) once taken: the list moves on to
+        # the next record meanwhile.
+        u_old = Signal(64, reset_less=True)
+        u_host = Signal(reset_less=True)
+        u_set_a = Signal(reset_less=True)
+        u_set_d = Signal(reset_less=True)
+        u_level = Signal(3, reset_less=True)
+        bits = Mux(u_host,                         # the A/D bits the record sets
+                   Mux(u_set_a, H.A.mask, 0) | Mux(u_set_d, H.D.mask, 0),
+                   Mux(u_set_a, X.A.mask, 0) | Mux(u_set_d, X.D.mask, 0))
+        m.d.comb += axi.wdata.eq(e_r | bits)
 
-        def push_update(addr, old, host, set_a, set_d, level):
-            m.d.comb += [upd_w.en.eq(1), upd_w.addr.eq(upd_n),
-                         upd_w.data.addr.eq(addr), upd_w.data.old.eq(old),
-                         upd_w.data.host.eq(host), upd_w.data.set_a.eq(set_a),
-                         upd_w.data.set_d.eq(set_d), upd_w.data.level.eq(level)]
+        def take_record(following):
+            """Start on the record the list shows; the list is to show ``following`` next."""
+            m.d.sync += [rd_addr.eq(rec.addr), u_old.eq(rec.old), u_host.eq(rec.host),
+                         u_set_a.eq(rec.set_a), u_set_d.eq(rec.set_d), u_level.eq(rec.level),
+                         upd_ra.eq(following)]
+            m.next = "UPD_AR"
+        u_changed = Signal(reset_less=True)       # the entry changed since the walk read it
+        u_need = Signal(reset_less=True)          # its A/D bits are still missing
+
+        # A decoding state pushes the records of the entry it decodes; they are written the
+        # cycle after, from registers (what the decoding state changes is kept here) and
+        # from what stays (e_r, ht_gpa, the rights accumulated so far).
+        p_upd = Signal()                           # write an update record,
+        p_fill = Signal()                          # ... a fill record
+        p_host = Signal(reset_less=True)           # ... of a host entry
+        p_addr = Signal(pa - 3, reset_less=True)   # ... read at this address,
+        p_level = Signal(3, reset_less=True)       # ... at this level
+        p_set_a = Signal(reset_less=True)
+        p_set_d = Signal(reset_less=True)
+        p_select = Signal(len(ARRAYS), reset_less=True)
+        m.d.sync += [p_upd.eq(0), p_fill.eq(0)]
+        m.d.comb += [upd_w.en.eq(p_upd), upd_w.addr.eq(upd_n), fill_w.en.eq(p_fill),
+                     fill_w.addr.eq(fill_n)]
+        with m.If(p_upd):
             m.d.sync += upd_n.eq(upd_n + 1)
-
-        def push_fill(array, key, frame, rights, dirty=0, memtype=0):
-            m.d.comb += [fill_w.en.eq(1), fill_w.addr.eq(fill_n),
-                         fill_w.data.array.eq(array), fill_w.data.key.eq(key),
-                         fill_w.data.frame.eq(frame), fill_w.data.rights.eq(rights),
-                         fill_w.data.dirty.eq(dirty), fill_w.data.memtype.eq(memtype)]
+        with m.If(p_fill):
             m.d.sync += fill_n.eq(fill_n + 1)
 
-        # --- AXI defaults: single 64-bit beats -----------------------------------------------
+        def push(update):
+            """Push the fill record (and, if ``update``, the update record) of the entry."""
+            m.d.sync += [p_upd.eq(update), p_fill.eq(1)]
+
+        # --- AXI: single 64-bit beats, address and data from registers ------------------------
         m.d.comb += [
             axi.arlen.eq(0), axi.arsize.eq(3), axi.arburst.eq(Burst.INCR), axi.arid.eq(0),
             axi.awlen.eq(0), axi.awsize.eq(3), axi.awburst.eq(Burst.INCR), axi.awid.eq(0),
-            axi.wstrb.eq(0xFF), axi.wlast.eq(1), axi.araddr.eq(rd_addr),
+            axi.wstrb.eq(0xFF), axi.wlast.eq(1),
+            axi.araddr.eq(Cat(Const(0, 3), rd_addr)), axi.awaddr.eq(Cat(Const(0, 3), rd_addr)),
         ]
-        rdata = axi.rdata
-        r_err = axi.rresp[1]           # SLVERR or DECERR
 
-        # --- entry decoding (combinational on rdata) ---------------------------------------
-        e = rdata
-        # Host entry at ht_level.
-        h_present = Signal()
-        h_leaf = Signal()
-        h_bad = Signal()               # EPT misconfiguration / NPT reserved bit
-        h_rights_new = Signal(4)
-        h_addr = Signal(52)
-        if ept:
-            E = L.EPT_ENTRY
-            m.d.comb += h_present.eq(e[0:3] != 0)
-            m.d.comb += h_leaf.eq((ht_level == 1) | (((ht_level == 2) | (ht_level == 3))
-                                                     & e[E.PS.lsb]))
-            rsvd = Signal(64)
-            with m.Switch(ht_level):
-                for lvl in (1, 2, 3, 4):
-                    with m.Case(lvl):
-                        if lvl in (2, 3):
-                            m.d.comb += rsvd.eq(Mux(
-                                e[E.PS.lsb], L.ept_reserved_mask(lvl, True, pa_bits),
-                                L.ept_reserved_mask(lvl, False, pa_bits)))
-                        else:
-                            m.d.comb += rsvd.eq(L.ept_reserved_mask(lvl, lvl == 1, pa_bits))
-            memtype = e[E.MEMTYPE.lsb:E.MEMTYPE.lsb + 3]
-            bad_mt = (memtype == 2) | (memtype == 3) | (memtype == 7)
-            x_only = 0 if p["execute_only"] else (e[2] & ~e[0])
-            m.d.comb += h_bad.eq((e[1] & ~e[0]) | x_only | ((e & rsvd) != 0)
-                                 | (h_leaf & bad_mt))
-            m.d.comb += h_rights_new.eq(ht_rights & Cat(e[0], e[1], e[2], e[E.XU.lsb]))
-        else:
-            X = L.X86_ENTRY
-            m.d.comb += h_present.eq(e[0])
-            m.d.comb += h_leaf.eq((ht_level == 1) | (((ht_level == 2) | (ht_level == 3))
-                                                     & e[X.PS.lsb]))
-            rsvd = Signal(64)
-            with m.Switch(ht_level):
-                for lvl in (1, 2, 3, 4):
-                    with m.Case(lvl):
-                        if lvl in (2, 3):
-                            m.d.comb += rsvd.eq(Mux(
-                                e[X.PS.lsb], L.x86_reserved_mask(lvl, True, pa_bits, True),
-                                L.x86_reserved_mask(lvl, False, pa_bits, True)))
-                        else:
-                            m.d.comb += rsvd.eq(L.x86_reserved_mask(lvl, False, pa_bits, True))
-            m.d.comb += h_bad.eq((e & rsvd) != 0)
-            m.d.comb += h_rights_new.eq(Cat(ht_rights[0] & e[X.RW.lsb],
-                                            ht_rights[1] & e[X.US.lsb],
-                                            ht_rights[2] | e[X.XD.lsb], 0))
-        h_low = Signal(52)
-        m.d.comb += h_low.eq(Mux(h_leaf & (ht_level >= 2), _mask(ht_level), 0))
-        m.d.comb += h_addr.eq((e & addr_mask) & ~h_low)
-        hA = (L.EPT_ENTRY if ept else L.X86_ENTRY).A.mask
-        hD = (L.EPT_ENTRY if ept else L.X86_ENTRY).D.mask
-        h_need_a = Signal()
-        h_need_d = Signal()
-        m.d.comb += [h_need_a.eq(ad & ((e & hA) == 0)),
-                     h_need_d.eq(ad & h_leaf & as_write & ((e & hD) == 0))]
+        # --- entry decoding --------------------------------------------------------------------
+        # The deep parts of the decoding (reserved bits, rights) are computed from the read
+        # data as it arrives and registered with the word; the rest from the registered word.
+        def leaf_at(e, level):
+            return (level == 1) | (((level == 2) | (level == 3)) & e[X.PS.lsb])
+
+        def reserved(e, level, mask_of):
+            """``e`` has a bit set that ``mask_of(level, leaf)`` reserves at ``level``."""
+            ps = e[X.PS.lsb]
+            mask = Mux(level == 1, mask_of(1, True),
+                       Mux(level == 2, Mux(ps, mask_of(2, True), mask_of(2, False)),
+                           Mux(level == 3, Mux(ps, mask_of(3, True), mask_of(3, False)),
+                               mask_of(4, False))))
+            return (e & mask) != 0
+
+        def host_rights(e):
+            """The host rights accumulated down to the entry ``e``."""
+            if ept:
+                return ht_rights & Cat(e[0], e[1], e[2], e[H.XU.lsb])
+            return Cat(ht_rights[0] & e[X.RW.lsb], ht_rights[1] & e[X.US.lsb],
+                       ht_rights[2] | e[X.XD.lsb])
+
+        def host_bad(e):
+            """``e`` (at ht_level) is a misconfigured EPT entry or has NPT reserved bits."""
+            if ept:
+                mt = e[H.MEMTYPE.lsb:H.MEMTYPE.lsb + 3]
+                bad_mt = (mt == 2) | (mt == 3) | (mt == 7)
+                x_only = 0 if p["execute_only"] else (e[2] & ~e[0])
+                rsvd = reserved(e, ht_level, lambda lvl, leaf: L.ept_reserved_mask(lvl, leaf, pa))
+                return (e[1] & ~e[0]) | x_only | rsvd | (leaf_at(e, ht_level) & bad_mt)
+            return reserved(e, ht_level,
+                            lambda lvl, leaf: L.x86_reserved_mask(lvl, leaf and lvl != 1, pa))
 
         def host_allows(rights, final):
             if ept:
@@ -339,133 +417,136 @@ class Walker(wiring.Component):
             data_ok = us & Mux(r_write, rw, ~(r_fetch & nx))
             return Mux(final, data_ok, us & rw)
 
-        # Guest entry at g_level.
-        X = L.X86_ENTRY
-        g_present = e[0]
-        g_leaf = Signal()
-        m.d.comb += g_leaf.eq((g_level == 1) | (((g_level == 2) | (g_level == 3))
-                                               & e[X.PS.lsb]))
-        g_rsvd = Signal(64)
-        with m.Switch(g_level):
-            for lvl in (1, 2, 3, 4):
-                with m.Case(lvl):
-                    if lvl in (2, 3):
-                        m.d.comb += g_rsvd.eq(Mux(
-                            e[X.PS.lsb], L.x86_reserved_mask(lvl, True, pa_bits, p["nxe"]),
-                            L.x86_reserved_mask(lvl, False, pa_bits, p["nxe"])))
-                    else:
-                        m.d.comb += g_rsvd.eq(L.x86_reserved_mask(lvl, False, pa_bits,
-                                                                  p["nxe"]))
-        g_bad = (e & g_rsvd) != 0
-        g_rights_new = Signal(3)
-        m.d.comb += g_rights_new.eq(Cat(g_rights[0] & e[X.RW.lsb], g_rights[1] & e[X.US.lsb],
-                                        g_rights[2] | (e[X.XD.lsb] if p["nxe"] else 0)))
-        g_addr = Signal(52)
-        g_low = Signal(52)
-        m.d.comb += g_low.eq(Mux(g_leaf & (g_level >= 2), _mask(g_level), 0))
-        m.d.comb += g_addr.eq((e & addr_mask) & ~g_low)
+        def guest_rights(e):
+            """The guest rights accumulated down to the entry ``e``."""
+            return Cat(g_rights[0] & e[X.RW.lsb], g_rights[1] & e[X.US.lsb],
+                       g_rights[2] | (e[X.XD.lsb] if p["nxe"] else 0))
 
-        def guest_allows(rights):
+        def guest_bad(e):
+            """``e`` (at g_level) has reserved bits set."""
+            return reserved(e, g_level, lambda lvl, leaf: L.x86_reserved_mask(
+                lvl, leaf and lvl != 1, pa, p["nxe"]))
+
+        def guest_allows(rights, write=r_write, fetch=r_fetch, user=r_user):
             rw, us, xd = rights[0], rights[1], rights[2]
-            user_bad = r_user & ~us
-            write_bad = r_write & ~rw & (r_user | (1 if p["wp"] else 0))
-            fetch_bad = r_fetch & xd
+            user_bad = user & ~us
+            write_bad = write & ~rw & (user | (1 if p["wp"] else 0))
+            fetch_bad = fetch & xd
             return ~(user_bad | write_bad | fetch_bad)
 
-        # --- fault helpers -----------------------------------------------------------------
-        def fault(kind, code=0, gpa=0, addr=0, level=0, resp=0):
-            m.d.sync += [f_kind.eq(FAULT[kind]), f_code.eq(code), f_gpa.eq(gpa),
-                         f_addr.eq(addr), f_level.eq(level), f_resp.eq(resp)]
-            m.next = "RESP"
+        h_bad_r = Signal(reset_less=True)         # registered with the word: host_bad,
+        h_ok_r = Signal(reset_less=True)          # ... the host rights allow the access,
+        g_bad_r = Signal(reset_less=True)         # ... guest_bad,
+        g_ok_r = Signal(reset_less=True)          # ... the guest rights allow the access
 
-        def pf_code(present, rsvd):
-            return pack(L.PF_ERROR, P=present, W=r_write, US=r_user, RSVD=rsvd,
-                        ID=r_fetch & (1 if p["nxe"] else 0))
+        e = e_r
+        h_leaf = Signal()
+        h_present = Signal()
+        h_rights_new = Signal(hrw)
+        m.d.comb += [h_leaf.eq(leaf_at(e, ht_level)), h_rights_new.eq(host_rights(e)),
+                     h_present.eq(e[0:3] != 0 if ept else e[X.P.lsb])]
+        memtype = e[H.MEMTYPE.lsb:H.MEMTYPE.lsb + 3] if ept else Const(0, 3)
+        h_need_a = ad & ~e[H.A.lsb]
+        h_need_d = ad & h_leaf & as_write & ~e[H.D.lsb]
+        g_leaf = Signal()
+        g_rights_new = Signal(3)
+        m.d.comb += [g_leaf.eq(leaf_at(e, g_level)), g_rights_new.eq(guest_rights(e))]
+        g_need_a = ~e[X.A.lsb]
+        g_need_d = g_leaf & r_write & ~e[X.D.lsb]
 
-        def host_violation(rights, present):
-            if not ept:
-                npf(present, 0)
-                return
-            q = pack(L.EPT_QUAL,
-                     READABLE=rights[0], WRITABLE=rights[1], EXECUTABLE=rights[2],
-                     USER_EXEC=rights[3] if p["mbec"] else 0, GLA_VALID=1,
-                     GLA_XLAT=ht_final, RD=Mux(ht_final, ~r_write & ~r_fetch, 1),
-                     WR=Mux(ht_final, r_write, ad), FETCH=ht_final & r_fetch,
-                     GLA_RW=ht_final & res_grights[0], GLA_USER=ht_final & res_grights[1],
-                     GLA_NX=ht_final & res_grights[2])
-            fault("ept_violation", code=q, gpa=ht_gpa, level=ht_level)
+        def array_of(level, leaf, tlbs, pwcs):
+            """The array (one-hot) a fill of an entry at ``level`` goes to."""
+            return Mux(leaf, Mux(level == 1, 1 << tlbs[1],
+                                 Mux(level == 2, 1 << tlbs[2], 1 << tlbs[3])),
+                       Mux(level == 4, 1 << pwcs[4],
+                           Mux(level == 3, 1 << pwcs[3], 1 << pwcs[2])))
 
-        def npf(present, rsvd):
-            q = pack(L.NPF_INFO, P=present, RW=r_write | ~ht_final, US=1, RSVD=rsvd,
-                     ID=ht_final & r_fetch, FINAL=ht_final, TABLE=~ht_final)
-            fault("npf", code=q, gpa=ht_gpa, level=ht_level)
-
-        # --- root checks -------------------------------------------------------------------
-        req = self.req.payload
-        above = ((1 << 52) - 1) & ~pa_mask
-        cr3_bad = (req.CR3[52:] != 0) | ((req.CR3 & above) != 0)
+        # --- host result: the nested TLB slot used, or the host walk's leaf --------------------
+        nf = {lvl: field_of(NTLB[lvl], "frame", fw - (9 * (lvl - 1))) for lvl in (1, 2, 3)}
+        hres_rights = Mux(hd_tlb, Mux(hd_level == 1, field_of(NTLB[1], "rights", hrw),
+                                      Mux(hd_level == 2, field_of(NTLB[2], "rights", hrw),
+                                          field_of(NTLB[3], "rights", hrw))), w_rights)
         if ept:
-            P = L.EPTP
-            hroot_bad = ((req.HROOT[P.WALK_LEN.lsb:P.WALK_LEN.lsb + 3] != 3)
-                         | ((req.HROOT[0:3] != L.EPT_MEMTYPE_UC)
-                            & (req.HROOT[0:3] != L.EPT_MEMTYPE_WB))
-                         | ((req.HROOT & (P._rsvd8.mask | P._rsvd52.mask)) != 0)
-                         | ((req.HROOT & above) != 0))
+            hres_memtype = Mux(hd_tlb, Mux(hd_level == 1, field_of(NTLB[1], "memtype", 3),
+                                           Mux(hd_level == 2, field_of(NTLB[2], "memtype", 3),
+                                               field_of(NTLB[3], "memtype", 3))), w_memtype)
         else:
-            hroot_bad = (req.HROOT[52:] != 0) | ((req.HROOT & above) != 0)
+            hres_memtype = Const(0, 3)
+        hres_addr = Signal(pa)                    # the HPA ht_gpa translates to
+        m.d.comb += hres_addr.eq(Cat(
+            ht_gpa[:12],
+            Mux(hd_level == 1, Mux(hd_tlb, nf[1][0:9], w_frame[0:9]), ht_gpa[12:21]),
+            Mux(hd_level == 3, ht_gpa[21:30],
+                Mux(hd_tlb, Mux(hd_level == 1, nf[1][9:18], nf[2][0:9]), w_frame[9:18])),
+            Mux(hd_tlb, Mux(hd_level == 1, nf[1][18:], Mux(hd_level == 2, nf[2][9:], nf[3])),
+                w_frame[18:])))
+
+        # --- root checks ---------------------------------------------------------------------
+        def root_bad(h):
+            if ept:
+                P = L.EPTP
+                return ((h[P.WALK_LEN.lsb:P.WALK_LEN.lsb + 3] != 3)
+                        | ((h[0:3] != L.EPT_MEMTYPE_UC) & (h[0:3] != L.EPT_MEMTYPE_WB))
+                        | ((h & (P._rsvd8.mask | P._rsvd52.mask)) != 0)
+                        | ((h & above) != 0))
+            return (h[52:] != 0) | ((h & above) != 0)
+
+        req = self.req.payload
+        cr3_bad = (req.CR3[52:] != 0) | ((req.CR3 & above) != 0)
         top = req.GVA[47:]
         canonical = (top == 0) | (top == (1 << 17) - 1)
+        cmd = self.inv.payload
 
-        # --- response ----------------------------------------------------------------------
+        # --- response ------------------------------------------------------------------------
+        ok = f_kind == 0
+        host_fault = ((f_kind == FAULT["ept_violation"]) | (f_kind == FAULT["ept_misconfig"])
+                      | (f_kind == FAULT["npf"]))
+        addr_fault = (f_kind == FAULT["bus_error"]) | (f_kind == FAULT["ept_misconfig"])
+        final = ht_final
+        pf_code = pack(L.PF_ERROR, P=f_p, W=r_write, US=r_user, RSVD=f_rsvd,
+                       ID=r_fetch & (1 if p["nxe"] else 0))
+        if ept:
+            host_code = pack(
+                L.EPT_QUAL, READABLE=f_rights[0], WRITABLE=f_rights[1], EXECUTABLE=f_rights[2],
+                USER_EXEC=f_rights[3] if p["mbec"] else 0, GLA_VALID=1, GLA_XLAT=final,
+                RD=Mux(final, ~r_write & ~r_fetch, 1), WR=Mux(final, r_write, ad),
+                FETCH=final & r_fetch, GLA_RW=final & res_grights[0],
+                GLA_USER=final & res_grights[1], GLA_NX=final & res_grights[2])
+            host_kind = FAULT["ept_violation"]
+        else:
+            host_code = pack(L.NPF_INFO, P=f_p, RW=r_write | ~final, US=1, RSVD=f_rsvd,
+                             ID=final & r_fetch, FINAL=final, TABLE=~final)
+            host_kind = FAULT["npf"]
         rp = self.resp.payload
         m.d.comb += [
             rp.FAULT.eq(f_kind),
-            rp.CODE.eq(Mux(f_kind == 0, 0, f_code)),
-            rp.ADDR.eq(Mux(f_kind == 0, 0, f_addr)),
-            rp.LEVEL.eq(Mux(f_kind == 0, 0, f_level)),
-            rp.RESP.eq(Mux(f_kind == 0, 0, f_resp)),
-            rp.GPA.eq(Mux(f_kind == 0, res_gpa, f_gpa)),
-            rp.HPA.eq(Mux(f_kind == 0, res_hpa, 0)),
-            rp.GSIZE.eq(Mux(f_kind == 0, res_glevel - 1, 0)),
-            rp.HSIZE.eq(Mux(f_kind == 0, res_hlevel - 1, 0)),
-            rp.SIZE.eq(Mux(f_kind == 0, Mux(res_glevel < res_hlevel, res_glevel,
-                                            res_hlevel) - 1, 0)),
-            rp.GRIGHTS.eq(Mux(f_kind == 0, res_grights, 0)),
-            rp.HRIGHTS.eq(Mux(f_kind == 0, res_hrights, 0)),
-            rp.MEMTYPE.eq(Mux(f_kind == 0, res_memtype, 0)),
+            rp.CODE.eq(Mux(f_kind == FAULT["page_fault"], pf_code,
+                           Mux(f_kind == host_kind, host_code, 0))),
+            rp.ADDR.eq(Mux(addr_fault, Cat(Const(0, 3), rd_addr), 0)),
+            rp.LEVEL.eq(Mux(ok, 0, f_level)),
+            rp.RESP.eq(Mux(ok, 0, f_resp)),
+            rp.GPA.eq(Mux(ok | host_fault, ht_gpa, 0)),
+            rp.HPA.eq(Mux(ok, hres_addr, 0)),
+            rp.GSIZE.eq(Mux(ok, res_glevel - 1, 0)),
+            rp.HSIZE.eq(Mux(ok, hd_level - 1, 0)),
+            rp.SIZE.eq(Mux(ok, Mux(res_glevel < hd_level, res_glevel, hd_level) - 1, 0)),
+            rp.GRIGHTS.eq(Mux(ok, res_grights, 0)),
+            rp.HRIGHTS.eq(Mux(ok, hres_rights, 0)),
+            rp.MEMTYPE.eq(Mux(ok, hres_memtype, 0)),
         ]
 
-        def table_index(addr, level):
-            """Entry offset (bytes) of ``addr`` in its table at ``level`` (a signal)."""
-            return Mux(level == 4, addr[39:48], Mux(level == 3, addr[30:39],
-                                                     Mux(level == 2, addr[21:30],
-                                                         addr[12:21]))) << 3
+        # --- helpers of the machine ----------------------------------------------------------
+        def restart():
+            """Start another attempt: the guest decision next cycle, and meanwhile the host
+            lookup of the GPA the 4K guest TLB slot gives."""
+            m.d.sync += [upd_n.eq(0), fill_n.eq(0), upd_i.eq(0), upd_i1.eq(1), upd_ra.eq(0),
+                         ht_final.eq(1)]
+            m.d.comb += ht_gpa_next.eq(Cat(r_va[:12], field_of(GTLB[1], "frame", fw)))
+            m.next = "G"
 
-        def present_guest(key):
-            for n in (*GTLB.values(), *GPWC.values()):
-                present_index(n, key)
-
-        def start_attempt():
-            m.d.sync += [upd_n.eq(0), fill_n.eq(0)]
-            present_guest(va)
-            m.next = "G_CHECK"
-
-        def start_ht(gpa, final):
-            """Translate ``gpa`` through the host dimension; the lookups start now."""
-            nxt = Signal(52, name="ht_gpa_next")
-            m.d.comb += nxt.eq(gpa)
-            m.d.sync += [ht_gpa.eq(nxt), ht_final.eq(final)]
-            for n in (*NTLB.values(), *HPWC.values()):
-                present_index(n, nxt)
-            m.next = "HT_CHECK"
-
-        def start_guest_entry(table, level, rights):
-            """Read the guest entry for ``va`` at ``level`` in the guest table ``table``."""
-            egpa = Signal(52, name="egpa_next")
-            m.d.comb += egpa.eq(table + table_index(va, level))
-            m.d.sync += [g_level.eq(level), g_table.eq(table), g_rights.eq(rights),
-                         g_egpa.eq(egpa)]
-            start_ht(egpa, 0)
+        def to_idle():
+            m.d.comb += sel_sweep_next.eq(0)
+            m.next = "IDLE"
 
         def success():
             with m.If(any_ref):
@@ -474,374 +555,334 @@ class Walker(wiring.Component):
                 inc("tlb_hits")
             m.next = "RESP"
 
-        def host_done(level, base, rights, memtype, shortcut=False):
-            """The host dimension translated ``ht_gpa`` to the page ``base``."""
-            with m.If(ht_final):
-                m.d.sync += [res_hlevel.eq(level),
-                             res_hpa.eq(base | (ht_gpa & _mask(level))),
-                             res_hrights.eq(rights), res_memtype.eq(memtype), upd_i.eq(0)]
-                if shortcut:
-                    with m.If(upd_n == 0):
-                        success()
-                    with m.Else():
-                        m.next = "UPD_FETCH"
-                else:
-                    m.next = "UPD_FETCH"
+        def translate(gpa, final):
+            """Translate ``gpa`` through the host dimension (lookup next cycle)."""
+            m.d.sync += ht_final.eq(final)
+            m.d.comb += ht_gpa_next.eq(gpa)
+            m.next = "HT_LOOK"
+
+        def start_guest_entry(table, code, rights):
+            """Read the guest entry for ``r_va`` at level ``code + 1`` of the guest table
+            ``table``."""
+            m.d.sync += [g_level.eq(code + 1), g_rights.eq(rights)]
+            translate(Cat(Const(0, 3), _index(r_va, code), table), 0)
+
+        def advance():
+            """The update-list record ``upd_i`` is done; the list shows the next one."""
+            m.d.sync += [upd_i.eq(upd_i1), upd_i1.eq(upd_i1 + 1)]
+            with m.If(upd_i1 == upd_n):
+                success()
             with m.Else():
-                m.d.sync += rd_addr.eq(base | (g_egpa & _mask(level)))
-                m.next = "GW_AR"
+                take_record(upd_i1 + 1)
 
-        def choose(numbers, hits, prefix):
-            """The first TLB array (4K, 2M, 1G) that hit: its level and payload."""
-            level = Signal(3, name=f"{prefix}_hit_level")
-            fields = {"frame": 40, "rights": 4, "dirty": 1}
-            if prefix == "h":
-                fields["memtype"] = 3
-            chosen = Signal(data.StructLayout(fields), name=f"{prefix}_hit")
-            first = True
-            for lvl, hit in zip((1, 2, 3), hits):
-                n = numbers[lvl]
-                if arrays[n] is None:
-                    continue
-                s = rd(n)
-                with (m.If(hit) if first else m.Elif(hit)):
-                    m.d.comb += [level.eq(lvl), chosen.frame.eq(s.frame),
-                                 chosen.rights.eq(s.rights), chosen.dirty.eq(s.dirty)]
-                    if prefix == "g":
-                        m.d.comb += chosen.rights[3].eq(0)
-                    if arrays[n].kind == "ntlb":
-                        m.d.comb += chosen.memtype.eq(s.memtype)
-                first = False
-            return level, chosen
+        t_hit = {lvl: hit(GTLB[lvl]) for lvl in (1, 2, 3)}
+        gp_hit = {lvl: hit(GPWC[lvl]) for lvl in (4, 3, 2)}
+        n_hit = {lvl: hit(NTLB[lvl]) for lvl in (1, 2, 3)}
+        hp_hit = {lvl: hit(HPWC[lvl]) for lvl in (4, 3, 2)}
 
-        # Every array's write data comes from the fill record being written; the
-        # invalidation states write only ``valid = 0`` (they override it below).
-        rec = fill_r.data
-        for arr in arrays:
-            if arr is None:
-                continue
-            d = arr.wr_data
-            m.d.comb += [d.valid.eq(1), d.hroot.eq(r_hroot[:52]), d.vpn.eq(arr.vpn_of(rec.key)),
-                         d.frame.eq(rec.frame), d.rights.eq(rec.rights)]
-            if arr.guest:
-                m.d.comb += d.cr3.eq(cr3_frame)
-            if arr.kind in ("gtlb", "ntlb"):
-                m.d.comb += d.dirty.eq(rec.dirty)
-            if arr.kind == "ntlb":
-                m.d.comb += d.memtype.eq(rec.memtype)
+        def first_usable(hits, usable):
+            """One-hot: the first array that hits, if its slot is usable."""
+            return Cat(hits[1] & usable[1], ~hits[1] & hits[2] & usable[2],
+                       ~hits[1] & ~hits[2] & hits[3] & usable[3])
+
+        # Whether each TLB slot looked up could be used (rights, dirty state), registered with
+        # the lookup: guest slots for the request on offer or accepted, host slots for the
+        # GPA being translated.
+        t_ok = {lvl: Signal(name=f"gtlb{lvl}_ok", reset_less=True) for lvl in (1, 2, 3)}
+        n_ok = {lvl: Signal(name=f"ntlb{lvl}_ok", reset_less=True) for lvl in (1, 2, 3)}
+        l_write = Signal(reset_less=True)          # the flags of the request looked up
+        l_fetch = Signal(reset_less=True)
+        l_user = Signal(reset_less=True)
+        flags = [l_write, l_fetch, l_user]
+        for lvl in (1, 2, 3):
+            if arrays[GTLB[lvl]] is not None:
+                slot = arrays[GTLB[lvl]].slot
+                m.d.sync += t_ok[lvl].eq(guest_allows(slot.rights, *flags)
+                                         & (slot.dirty | ~flags[0]))
+            if arrays[NTLB[lvl]] is not None:
+                slot = arrays[NTLB[lvl]].slot
+                m.d.sync += n_ok[lvl].eq(host_allows(slot.rights, ht_final)
+                                         & (slot.dirty | ~as_write))
 
         m.d.comb += self.busy.eq(1)
 
+        def drop(n):
+            """The slot array ``n`` looked up matches the invalidation command."""
+            a = arrays[n]
+            if a is None:
+                return Const(0)
+            kind, level, _ = ARRAYS[n]
+            op = inv_op
+            same_root = a.hroot_eq & k_hroot_ok
+            hr_ok = ~inv_m_hr | same_root
+            if a.guest:
+                page = a.page_matches
+                cr3_match = ~inv_m_cr3 | (a.cr3_eq & k_cr3_ok)
+                match = Mux(op == INV["all"], 1,
+                            Mux(op == INV["gva"], page & cr3_match & hr_ok,
+                                Mux(op == INV["root"],
+                                    (inv_m_cr3 | inv_m_hr) & cr3_match & hr_ok, 0)))
+            else:
+                page = a.page_matches & key_ok
+                scan_hit = 0
+                if kind == "ntlb":
+                    scan_hit = ((op == INV["scan_clear"]) & (inv_size == level - 1)
+                                & page & same_root)
+                match = Mux(op == INV["all"], 1,
+                            Mux(op == INV["gpa"], page & hr_ok,
+                                Mux(op == INV["root"], inv_m_hr & ~inv_m_cr3 & hr_ok,
+                                    scan_hit)))
+            return a.valid & match
+
+        drops = Signal(len(ARRAYS))               # the slot looked up is to be dropped
+
         # --- the machine -------------------------------------------------------------------
-        # After reset the machine starts by sweeping every cache array (inv_cmd resets to
-        # the "all" command), so no slot filled before the reset survives it.
-        with m.FSM(init="INV"):
+        # After reset the machine starts by sweeping every cache array (inv_op resets to the
+        # "all" command), so no slot filled before the reset survives it.
+        with m.FSM(init="INV") as fsm:
             with m.State("IDLE"):
-                m.d.comb += self.busy.eq(0)
+                m.d.comb += self.busy.eq(events != 0)
+                # Every cycle, the registers take the command or the request on offer (the
+                # command if both are): whichever is accepted finds them loaded.
+                m.d.sync += [
+                    r_va.eq(Mux(self.inv.valid, cmd.ADDR[:48], req.GVA[:48])),
+                    k_cr3.eq(Mux(self.inv.valid, cmd.CR3[12:pa], req.CR3[12:pa])),
+                    k_hroot.eq(root_tag(Mux(self.inv.valid, cmd.HROOT, req.HROOT), host, pa)),
+                    inv_op.eq(cmd.OP), inv_m_cr3.eq(cmd.MATCH_CR3),
+                    inv_m_hr.eq(cmd.MATCH_HROOT), inv_size.eq(cmd.SIZE),
+                    k_cr3_ok.eq((cmd.CR3 & above) == 0), k_hroot_ok.eq(~root_bad(cmd.HROOT)),
+                    key_ok.eq((cmd.ADDR & above) == 0),
+                    r_write.eq(req.WRITE), r_fetch.eq(req.FETCH), r_user.eq(req.USER),
+                    attempts.eq(0), any_ref.eq(0), ht_final.eq(1),
+                    upd_n.eq(0), fill_n.eq(0), upd_i.eq(0), upd_i1.eq(1), upd_ra.eq(0),
+                    f_kind.eq(Mux(~canonical, FAULT["gp"],
+                                  Mux(cr3_bad | root_bad(req.HROOT), FAULT["bad_root"], 0))),
+                    f_level.eq(0), f_resp.eq(0),
+                ]
+                # The host arrays look up the GPA of the 4K guest TLB slot next.
+                m.d.comb += ht_gpa_next.eq(Mux(self.inv.valid, cmd.ADDR[:pa],
+                                               Cat(req.GVA[:12],
+                                                   field_of_slot(GTLB[1]))))
                 with m.If(self.inv.valid):
                     m.d.comb += self.inv.ready.eq(1)
-                    m.d.sync += [inv_cmd.eq(self.inv.payload), sweep.eq(0)]
+                    m.d.comb += [sweep_next.eq(0),
+                                 sel_sweep_next.eq((cmd.OP == INV["all"]) | (cmd.OP == INV["root"]))]
                     m.next = "INV"
-                with m.Elif(self.req.valid):
+                with m.Elif(self.req.valid & primed):
                     m.d.comb += self.req.ready.eq(1)
                     inc("requests")
-                    m.d.sync += [r_gva.eq(req.GVA), r_cr3.eq(req.CR3), r_hroot.eq(req.HROOT),
-                                 r_write.eq(req.WRITE), r_fetch.eq(req.FETCH),
-                                 r_user.eq(req.USER), attempts.eq(0), any_ref.eq(0),
-                                 upd_n.eq(0), fill_n.eq(0), f_kind.eq(0)]
-                    with m.If(~canonical):
-                        m.d.sync += [f_kind.eq(FAULT["gp"]), f_code.eq(0), f_gpa.eq(0),
-                                     f_addr.eq(0), f_level.eq(0), f_resp.eq(0)]
-                        m.next = "RESP"
-                    with m.Elif(cr3_bad | hroot_bad):
-                        m.d.sync += [f_kind.eq(FAULT["bad_root"]), f_code.eq(0),
-                                     f_gpa.eq(0), f_addr.eq(0), f_level.eq(0), f_resp.eq(0)]
-                        m.next = "RESP"
-                    with m.Else():
-                        present_guest(req.GVA[:48])     # guest TLB and PWC, read together
-                        m.next = "G_CHECK"
+                    m.next = "G"
 
-            with m.State("G_CHECK"):
-                for lvl, n in GTLB.items():
-                    present_index(n, va)
-                for lvl, n in GPWC.items():
-                    present_index(n, va)
-
-                def gmatch(n):
-                    if arrays[n] is None:
-                        return Const(0)
-                    s = rd(n)
-                    return (s.valid & (s.cr3 == cr3_frame) & (s.hroot == r_hroot[:52])
-                            & (s.vpn == arrays[n].vpn_of(va)))
-
-                tlb_hit = [gmatch(GTLB[lvl]) for lvl in (1, 2, 3)]
-                pwc_hit = {lvl: gmatch(GPWC[lvl]) for lvl in (2, 3, 4)}
-                chosen_level, chosen = choose(GTLB, tlb_hit, "g")
-                usable = ((chosen_level != 0) & guest_allows(chosen.rights)
-                          & (chosen.dirty | ~r_write))
-                with m.If(usable):
-                    inc("gtlb_hits")
-                    m.d.sync += [res_glevel.eq(chosen_level), res_grights.eq(chosen.rights[:3])]
-                    gpa = Signal(52, name="gpa_hit")
-                    m.d.comb += gpa.eq(Cat(Const(0, 12), chosen.frame)
-                                       | (va & _mask(chosen_level)))
-                    m.d.sync += res_gpa.eq(gpa)
-                    start_ht(gpa, 1)
+            # --- guest decision: the guest TLB and PWC slots were read at acceptance ---------
+            with m.State("G"):
+                m.d.sync += [g_use.eq(first_usable(t_hit, t_ok)), spec.eq(1),
+                             g_start.eq(Mux(gp_hit[2], 0, Mux(gp_hit[3], 1,
+                                                              Mux(gp_hit[4], 2, 3))))]
+                with m.If(f_kind != 0):
+                    m.next = "RESP"                # a non-canonical GVA or a bad root
                 with m.Else():
-                    with m.If(pwc_hit[2]):
-                        inc("gpwc_hits_2")
-                        start_guest_entry(Cat(Const(0, 12), rd(GPWC[2]).frame), 1,
-                                          rd(GPWC[2]).rights[:3])
-                    with m.Elif(pwc_hit[3]):
-                        inc("gpwc_hits_3")
-                        start_guest_entry(Cat(Const(0, 12), rd(GPWC[3]).frame), 2,
-                                          rd(GPWC[3]).rights[:3])
-                    with m.Elif(pwc_hit[4]):
-                        inc("gpwc_hits_4")
-                        start_guest_entry(Cat(Const(0, 12), rd(GPWC[4]).frame), 3,
-                                          rd(GPWC[4]).rights[:3])
-                    with m.Else():
-                        start_guest_entry(Cat(Const(0, 12), cr3_frame), 4, 0b011)
+                    m.next = "HT_CHECK"
 
-            # --- host dimension ---------------------------------------------------------------
+            # --- host decision -------------------------------------------------------------------
+            with m.State("HT_LOOK"):
+                m.next = "HT_CHECK"
+
             with m.State("HT_CHECK"):
-                for lvl, n in NTLB.items():
-                    present_index(n, ht_gpa)
-                for lvl, n in HPWC.items():
-                    present_index(n, ht_gpa)
-
-                def hmatch(n):
-                    if arrays[n] is None:
-                        return Const(0)
-                    s = rd(n)
-                    return (s.valid & (s.hroot == r_hroot[:52])
-                            & (s.vpn == arrays[n].vpn_of(ht_gpa)))
-
-                tlb_hit = [hmatch(NTLB[lvl]) for lvl in (1, 2, 3)]
-                pwc_hit = {lvl: hmatch(HPWC[lvl]) for lvl in (2, 3, 4)}
-                chosen_level, chosen = choose(NTLB, tlb_hit, "h")
-                usable = ((chosen_level != 0) & host_allows(chosen.rights, ht_final)
-                          & (chosen.dirty | ~as_write))
-                with m.If(usable):
-                    inc("ntlb_hits")
-                    host_done(chosen_level, Cat(Const(0, 12), chosen.frame), chosen.rights,
-                              chosen.memtype, shortcut=True)
+                m.d.sync += spec.eq(0)
+                with m.If(spec):                   # count the guest decision
+                    with m.If(g_use != 0):
+                        inc("gtlb_hits")
+                    for start, lvl in ((0, 2), (1, 3), (2, 4)):
+                        with m.If((g_use == 0) & (g_start == start)):
+                            inc(f"gpwc_hits_{lvl}")
+                with m.If(spec & ~g_use[0]):
+                    # The guest decision did not use the 4K slot: a larger guest page, or
+                    # a guest walk.
+                    with m.If(g_use[1]):
+                        m.d.sync += [res_glevel.eq(2),
+                                     res_grights.eq(field_of(GTLB[2], "rights", 3))]
+                        translate(Cat(r_va[:21], field_of(GTLB[2], "frame", fw - 9)), 1)
+                    with m.Elif(g_use[2]):
+                        m.d.sync += [res_glevel.eq(3),
+                                     res_grights.eq(field_of(GTLB[3], "rights", 3))]
+                        translate(Cat(r_va[:30], field_of(GTLB[3], "frame", fw - 18)), 1)
+                    with m.Else():
+                        def pwc(lvl, name, width):
+                            return field_of(GPWC[lvl], name, width)
+                        table = _pick(g_start, pwc(2, "frame", fw), pwc(3, "frame", fw),
+                                      pwc(4, "frame", fw), k_cr3)
+                        rights = _pick(g_start, pwc(2, "rights", 3), pwc(3, "rights", 3),
+                                       pwc(4, "rights", 3), Const(0b011, 3))
+                        start_guest_entry(table, g_start, rights)
                 with m.Else():
-                    all_rights = 0b1111 if ept else 0b0011
-                    start_level = Signal(3)
-                    start_table = Signal(52)
-                    start_rights = Signal(4)
-                    with m.If(pwc_hit[2]):
-                        inc("hpwc_hits_2")
-                        m.d.comb += [start_level.eq(1),
-                                     start_table.eq(Cat(Const(0, 12), rd(HPWC[2]).frame)),
-                                     start_rights.eq(rd(HPWC[2]).rights)]
-                    with m.Elif(pwc_hit[3]):
-                        inc("hpwc_hits_3")
-                        m.d.comb += [start_level.eq(2),
-                                     start_table.eq(Cat(Const(0, 12), rd(HPWC[3]).frame)),
-                                     start_rights.eq(rd(HPWC[3]).rights)]
-                    with m.Elif(pwc_hit[4]):
-                        inc("hpwc_hits_4")
-                        m.d.comb += [start_level.eq(3),
-                                     start_table.eq(Cat(Const(0, 12), rd(HPWC[4]).frame)),
-                                     start_rights.eq(rd(HPWC[4]).rights)]
-                    with m.Else():
-                        m.d.comb += [start_level.eq(4), start_table.eq(host_root),
-                                     start_rights.eq(all_rights)]
-                    addr = start_table + table_index(ht_gpa, start_level)
-                    m.d.sync += [ht_level.eq(start_level), ht_table.eq(start_table),
-                                 ht_rights.eq(start_rights), ht_addr.eq(addr),
-                                 rd_addr.eq(addr)]
-                    m.next = "HT_AR"
-
-            with m.State("HT_AR"):
-                m.d.comb += axi.arvalid.eq(1)
-                with m.If(axi.arready):
-                    m.next = "HT_R"
-
-            with m.State("HT_R"):
-                m.d.comb += axi.rready.eq(1)
-                with m.If(axi.rvalid):
-                    with m.If(r_err):
-                        fault("bus_error", addr=ht_addr, level=ht_level, resp=axi.rresp)
-                    with m.Else():
-                        inc("mem_reads")
-                        m.d.sync += any_ref.eq(1)
-                        with m.If(h_present & h_bad):
-                            if ept:
-                                fault("ept_misconfig", gpa=ht_gpa, addr=ht_addr,
-                                      level=ht_level)
-                            else:
-                                npf(1, 1)
-                        with m.Elif(~h_present):
-                            host_violation(h_rights_new, 0)
-                        with m.Elif(h_leaf & ~host_allows(h_rights_new, ht_final)):
-                            host_violation(h_rights_new, 1)
+                    with m.If(spec):
+                        m.d.sync += [res_glevel.eq(1),
+                                     res_grights.eq(field_of(GTLB[1], "rights", 3))]
+                    use = Signal(3, name="n_use_now")
+                    m.d.comb += use.eq(first_usable(n_hit, n_ok))
+                    with m.If(use != 0):
+                        inc("ntlb_hits")
+                        m.d.sync += [hd_tlb.eq(1),
+                                     hd_level.eq(Mux(use[0], 1, Mux(use[1], 2, 3)))]
+                        with m.If(~ht_final):
+                            m.next = "HT_DONE"
+                        with m.Elif(upd_n == 0):
+                            success()
                         with m.Else():
-                            with m.If(h_need_a | h_need_d):
-                                push_update(ht_addr, e, 1, h_need_a, h_need_d, ht_level)
-                            with m.If(h_leaf):
-                                mt = e[3:6] if ept else 0
-                                dirty = Mux(ad, e[L.EPT_ENTRY.D.lsb if ept
-                                                  else L.X86_ENTRY.D.lsb] | as_write, 1)
-                                with m.Switch(ht_level):
-                                    for lvl in (1, 2, 3):
-                                        with m.Case(lvl):
-                                            push_fill(NTLB[lvl], ht_gpa, h_addr[12:],
-                                                      h_rights_new, dirty, mt)
-                                host_done(ht_level, h_addr, h_rights_new, mt)
-                            with m.Else():
-                                with m.Switch(ht_level):
-                                    for lvl in (4, 3, 2):
-                                        with m.Case(lvl):
-                                            push_fill(HPWC[lvl], ht_gpa, h_addr[12:],
-                                                      h_rights_new)
-                                nxt_level = ht_level - 1
-                                addr = h_addr + table_index(ht_gpa, nxt_level)
-                                m.d.sync += [ht_level.eq(nxt_level), ht_table.eq(h_addr),
-                                             ht_rights.eq(h_rights_new), ht_addr.eq(addr),
-                                             rd_addr.eq(addr)]
-                                m.next = "HT_AR"
-
-            # --- guest entry ------------------------------------------------------------------
-            with m.State("GW_AR"):
-                m.d.comb += axi.arvalid.eq(1)
-                with m.If(axi.arready):
-                    m.next = "GW_R"
-
-            with m.State("GW_R"):
-                m.d.comb += axi.rready.eq(1)
-                with m.If(axi.rvalid):
-                    with m.If(r_err):
-                        fault("bus_error", addr=rd_addr, level=g_level, resp=axi.rresp)
+                            m.next = "UPD_FETCH"
                     with m.Else():
-                        inc("mem_reads")
-                        m.d.sync += any_ref.eq(1)
-                        with m.If(~g_present):
-                            fault("page_fault", code=pf_code(0, 0), level=g_level)
-                        with m.Elif(g_bad):
-                            fault("page_fault", code=pf_code(1, 1), level=g_level)
-                        with m.Elif(g_leaf & ~guest_allows(g_rights_new)):
-                            fault("page_fault", code=pf_code(1, 0), level=g_level)
-                        with m.Else():
-                            need_a = (e & X.A.mask) == 0
-                            need_d = g_leaf & r_write & ((e & X.D.mask) == 0)
-                            with m.If(need_a | need_d):
-                                push_update(rd_addr, e, 0, need_a, need_d, g_level)
-                            with m.If(g_leaf):
-                                dirty = e[X.D.lsb] | r_write
-                                with m.Switch(g_level):
-                                    for lvl in (1, 2, 3):
-                                        with m.Case(lvl):
-                                            push_fill(GTLB[lvl], va, g_addr[12:],
-                                                      g_rights_new, dirty)
-                                gpa = Signal(52, name="gpa_walked")
-                                m.d.comb += gpa.eq(g_addr | (va & _mask(g_level)))
-                                m.d.sync += [res_glevel.eq(g_level), res_gpa.eq(gpa),
-                                             res_grights.eq(g_rights_new)]
-                                start_ht(gpa, 1)
-                            with m.Else():
-                                with m.Switch(g_level):
-                                    for lvl in (4, 3, 2):
-                                        with m.Case(lvl):
-                                            push_fill(GPWC[lvl], va, g_addr[12:],
-                                                      g_rights_new)
-                                start_guest_entry(g_addr, g_level - 1, g_rights_new)
+                        m.d.sync += hs_start.eq(Mux(hp_hit[2], 0, Mux(hp_hit[3], 1,
+                                                                      Mux(hp_hit[4], 2, 3))))
+                        with m.If(hp_hit[2]):
+                            inc("hpwc_hits_2")
+                        with m.Elif(hp_hit[3]):
+                            inc("hpwc_hits_3")
+                        with m.Elif(hp_hit[4]):
+                            inc("hpwc_hits_4")
+                        m.next = "HT_START"
+
+            with m.State("HT_START"):
+                def pwc(lvl, name, width):
+                    return field_of(HPWC[lvl], name, width)
+                root = k_hroot[3:] if ept else k_hroot[12:]
+                table = _pick(hs_start, pwc(2, "frame", fw), pwc(3, "frame", fw),
+                              pwc(4, "frame", fw), root)
+                rights = _pick(hs_start, pwc(2, "rights", hrw), pwc(3, "rights", hrw),
+                               pwc(4, "rights", hrw), Const(0b1111 if ept else 0b011, hrw))
+                m.d.sync += [ht_level.eq(hs_start + 1), ht_rights.eq(rights),
+                             rd_addr.eq(Cat(_index(ht_gpa, hs_start), table))]
+                m.next = "HT_AR"
+
+            with m.State("HT_DONE"):
+                # The guest entry's GPA is translated by the nested TLB: read the entry.
+                m.d.sync += rd_addr.eq(hres_addr[3:])
+                m.next = "GW_AR"
+
+            # --- memory reads: address, then the data registered, then decoded ---------------
+            for kind in ("HT", "GW", "UPD"):
+                with m.State(f"{kind}_AR"):
+                    m.d.comb += axi.arvalid.eq(1)
+                    with m.If(axi.arready):
+                        m.next = f"{kind}_R"
+
+                with m.State(f"{kind}_R"):
+                    m.d.comb += axi.rready.eq(1)
+                    if kind == "UPD":
+                        m.d.comb += self.lock.eq(1)
+                    with m.If(axi.rvalid):
+                        with m.If(~axi.rresp[1]):
+                            inc("mem_reads")
+                            m.d.sync += any_ref.eq(1)
+                        m.next = "UPD_ACT" if kind == "UPD" else f"{kind}_DEC"
+
+            # The decoding states load their registers whatever the entry; only the next
+            # state, the fault kind and the list writes depend on it.
+            with m.State("HT_DEC"):
+                misconfigured = h_present & h_bad_r
+                usable = ~resp_r[1] & h_present & ~h_bad_r & (~h_leaf | h_ok_r)
+                m.d.sync += [
+                    f_kind.eq(Mux(resp_r[1], FAULT["bus_error"],
+                                  Mux(misconfigured, FAULT["ept_misconfig" if ept else "npf"],
+                                      Mux(usable, 0, host_kind)))),
+                    f_level.eq(ht_level), f_resp.eq(resp_r), f_p.eq(h_present),
+                    f_rsvd.eq(misconfigured), f_rights.eq(h_rights_new),
+                    ht_level.eq(ht_level - 1), ht_rights.eq(h_rights_new),
+                    hd_tlb.eq(0), hd_level.eq(ht_level), w_frame.eq(e[12:pa]),
+                    w_rights.eq(h_rights_new), w_memtype.eq(memtype),
+                ]
+                with m.If(~resp_r[1] & ~misconfigured):   # else ADDR reports rd_addr
+                    m.d.sync += rd_addr.eq(Mux(
+                        h_leaf,
+                        # a leaf translating a guest entry's GPA: the entry's address
+                        Cat(ht_gpa[3:12], Mux(ht_level == 1, e[12:21], ht_gpa[12:21]),
+                            Mux(ht_level == 3, ht_gpa[21:30], e[21:30]), e[30:pa]),
+                        # a table: its entry at the next level
+                        Cat(_index(ht_gpa, ht_level - 2), e[12:pa])))
+                with m.If(~usable):
+                    m.next = "RESP"
+                with m.Else():
+                    push(h_need_a | h_need_d)
+                    with m.If(~h_leaf):
+                        m.next = "HT_AR"
+                    with m.Elif(ht_final):
+                        m.next = "UPD_PUSH"
+                    with m.Else():
+                        m.next = "GW_AR"
+
+            with m.State("GW_DEC"):
+                present = e[X.P.lsb]
+                usable = ~resp_r[1] & present & ~g_bad_r & (~g_leaf | g_ok_r)
+                m.d.sync += [
+                    f_kind.eq(Mux(resp_r[1], FAULT["bus_error"],
+                                  Mux(usable, 0, FAULT["page_fault"]))),
+                    f_level.eq(g_level), f_resp.eq(resp_r), f_p.eq(present),
+                    f_rsvd.eq(present & g_bad_r),
+                    g_level.eq(g_level - 1), g_rights.eq(g_rights_new),
+                    res_glevel.eq(g_level), res_grights.eq(g_rights_new),
+                    ht_final.eq(g_leaf),
+                ]
+                m.d.comb += ht_gpa_next.eq(Mux(
+                    g_leaf,
+                    # the leaf: the final GPA
+                    Cat(r_va[:12], Mux(g_level == 1, e[12:21], r_va[12:21]),
+                        Mux(g_level == 3, r_va[21:30], e[21:30]), e[30:pa]),
+                    # a table: the GPA of its entry at the next level
+                    Cat(Const(0, 3), _index(r_va, g_level - 2), e[12:pa])))
+                with m.If(~usable):
+                    m.next = "RESP"
+                with m.Else():
+                    push(g_need_a | g_need_d)
+                    m.next = "HT_LOOK"
 
             # --- update phase: atomic read-compare-write of every entry lacking A/D ----------
+            # A record pushed by the last decoding is written, then read.
+            with m.State("UPD_PUSH"):
+                m.next = "UPD_WAIT"
+
+            with m.State("UPD_WAIT"):
+                m.next = "UPD_FETCH"
+
             with m.State("UPD_FETCH"):
-                m.d.comb += upd_r.addr.eq(upd_i)
                 with m.If(upd_i == upd_n):
                     success()
                 with m.Else():
-                    m.next = "UPD_AR"
-
-            with m.State("UPD_AR"):
-                m.d.comb += [upd_r.addr.eq(upd_i), axi.araddr.eq(upd_r.data.addr),
-                             axi.arvalid.eq(1)]
-                m.d.sync += rd_addr.eq(upd_r.data.addr)
-                with m.If(axi.arready):
-                    m.next = "UPD_R"
-
-            with m.State("UPD_R"):
-                m.d.comb += [upd_r.addr.eq(upd_i), axi.rready.eq(1), self.lock.eq(1)]
-                rec = upd_r.data
-                host_ign = hA | hD | L.ENGINE_BITS[p["host"]].mask
-                ign = Signal(64)
-                m.d.comb += ign.eq(Mux(rec.host, host_ign, X.A.mask | X.D.mask))
-                bits = Mux(rec.host,
-                           Mux(rec.set_a, hA, 0) | Mux(rec.set_d, hD, 0),
-                           Mux(rec.set_a, X.A.mask, 0) | Mux(rec.set_d, X.D.mask, 0))
-                with m.If(axi.rvalid):
-                    with m.If(r_err):
-                        fault("bus_error", addr=rec.addr, level=rec.level, resp=axi.rresp)
-                    with m.Else():
-                        inc("mem_reads")
-                        m.d.sync += any_ref.eq(1)
-                        with m.If(((rdata ^ rec.old) & ~ign) != 0):
-                            inc("restarts")
-                            with m.If(attempts == p["max_restarts"]):
-                                fault("conflict")
-                            with m.Else():
-                                m.d.sync += attempts.eq(attempts + 1)
-                                start_attempt()
-                        with m.Elif((rdata & bits) != bits):
-                            m.d.sync += upd_now.eq(rdata | bits)
-                            m.next = "UPD_AW"
-                        with m.Else():
-                            nxt = upd_i + 1
-                            m.d.sync += upd_i.eq(nxt)
-                            m.d.comb += upd_r.addr.eq(nxt)        # the next record, ready next cycle
-                            with m.If(nxt == upd_n):
-                                success()
-                            with m.Else():
-                                m.next = "UPD_AR"
+                    take_record(upd_i1)
 
             aw_done = Signal()
             w_done = Signal()
-            with m.State("UPD_AW"):
-                m.d.comb += [upd_r.addr.eq(upd_i), self.lock.eq(1),
-                             axi.awaddr.eq(upd_r.data.addr), axi.wdata.eq(upd_now),
-                             axi.awvalid.eq(~aw_done), axi.wvalid.eq(~w_done)]
-                aw_now = aw_done | axi.awready
-                w_now = w_done | axi.wready
-                with m.If(aw_now & w_now):
-                    m.d.sync += [aw_done.eq(0), w_done.eq(0)]
-                    m.next = "UPD_B"
+            with m.State("UPD_ACT"):
+                m.d.comb += self.lock.eq(1)
+                with m.If(resp_r[1]):
+                    fault("bus_error", level=u_level, resp=resp_r)
+                with m.Elif(u_changed):
+                    inc("restarts")
+                    with m.If(attempts == p["max_restarts"]):
+                        fault("conflict")
+                    with m.Else():
+                        m.d.sync += attempts.eq(attempts + 1)
+                        restart()
+                with m.Elif(u_need):
+                    m.d.comb += [axi.awvalid.eq(~aw_done), axi.wvalid.eq(~w_done)]
+                    aw_now = aw_done | axi.awready
+                    w_now = w_done | axi.wready
+                    with m.If(aw_now & w_now):
+                        m.d.sync += [aw_done.eq(0), w_done.eq(0)]
+                        m.next = "UPD_B"
+                    with m.Else():
+                        m.d.sync += [aw_done.eq(aw_now), w_done.eq(w_now)]
                 with m.Else():
-                    m.d.sync += [aw_done.eq(aw_now), w_done.eq(w_now)]
+                    advance()
 
             with m.State("UPD_B"):
-                m.d.comb += [upd_r.addr.eq(upd_i), axi.bready.eq(1), self.lock.eq(1)]
+                m.d.comb += [axi.bready.eq(1), self.lock.eq(1)]
                 with m.If(axi.bvalid):
                     with m.If(axi.bresp[1]):
-                        fault("bus_error", addr=upd_r.data.addr, level=upd_r.data.level,
-                              resp=axi.bresp)
+                        fault("bus_error", level=u_level, resp=axi.bresp)
                     with m.Else():
                         inc("mem_writes")
-                        nxt = upd_i + 1
-                        m.d.sync += upd_i.eq(nxt)
-                        m.d.comb += upd_r.addr.eq(nxt)        # the next record, ready next cycle
-                        with m.If(nxt == upd_n):
-                            success()
-                        with m.Else():
-                            m.next = "UPD_AR"
+                        advance()
 
-            # --- fills, in walk order ---------------------------------------------------------
-            with m.State("FILL"):
-                m.d.comb += fill_r.addr.eq(fill_i)
-                m.d.sync += fill_pending.eq(fill_i != fill_n)
-                with m.If(fill_i != fill_n):
-                    m.d.sync += fill_i.eq(fill_i + 1)
-                rec = fill_r.data
-                for n, arr in enumerate(arrays):
-                    if arr is not None:
-                        m.d.comb += [arr.wr_index.eq(arr.index_of(rec.key)),
-                                     arr.wr_en.eq(fill_pending & (rec.array == n))]
-                with m.If((fill_i == fill_n) & ~fill_pending):
-                    m.next = "IDLE"
-
+            # --- response, then the fills, in walk order ----------------------------------
             with m.State("RESP"):
                 m.d.comb += self.resp.valid.eq(1)
                 with m.If(self.resp.ready):
@@ -851,65 +892,125 @@ class Walker(wiring.Component):
                     # A translation's cache fills follow its response; the walker takes
                     # no request or command before they are done.
                     m.d.sync += [fill_i.eq(0), fill_pending.eq(0)]
-                    with m.If((f_kind == 0) & (fill_n != 0)):
+                    with m.If(ok & (fill_n != 0)):
                         m.next = "FILL"
                     with m.Else():
-                        m.next = "IDLE"
+                        to_idle()
 
-            # --- invalidation -----------------------------------------------------------------
+            with m.State("FILL"):
+                m.d.sync += fill_pending.eq(fill_i != fill_n)
+                with m.If(fill_i != fill_n):
+                    m.d.sync += fill_i.eq(fill_i + 1)
+                with m.If((fill_i == fill_n) & ~fill_pending):
+                    to_idle()
+
+            # --- invalidation: look a slot up, then drop it if it matches -----------------
             with m.State("INV"):
-                op = inv_cmd.OP
-                sweeping = (op == INV["all"]) | (op == INV["root"])
-                for n, arr in enumerate(arrays):
-                    if arr is None:
-                        continue
-                    kind, level, shift = ARRAYS[n]
-                    key = inv_cmd.ADDR[:52] if kind in ("ntlb", "hpwc") else inv_cmd.ADDR[:48]
-                    m.d.comb += arr.rd_index.eq(Mux(sweeping, sweep[:len(arr.rd_index)],
-                                                    arr.index_of(key)))
+                m.next = "INV_CMP"
+
+            with m.State("INV_CMP"):
+                m.d.sync += drops.eq(Cat(drop(n) for n in range(len(ARRAYS))))
                 m.next = "INV_WRITE"
 
             with m.State("INV_WRITE"):
-                op = inv_cmd.OP
-                sweeping = (op == INV["all"]) | (op == INV["root"])
-                m_cr3 = inv_cmd.MATCH_CR3
-                m_hr = inv_cmd.MATCH_HROOT
-                for n, arr in enumerate(arrays):
-                    if arr is None:
-                        continue
-                    kind, level, shift = ARRAYS[n]
-                    guest = kind in ("gtlb", "gpwc")
-                    key = inv_cmd.ADDR[:48] if guest else inv_cmd.ADDR[:52]
-                    s = arr.rd_data
-                    index = Mux(sweeping, sweep[:len(arr.rd_index)], arr.index_of(key))
-                    m.d.comb += arr.rd_index.eq(index)
-                    page = s.vpn == arr.vpn_of(key)
-                    cr3_ok = (~m_cr3 | (s.cr3 == inv_cmd.CR3[12:52])) if guest else 1
-                    same_root = (s.hroot == inv_cmd.HROOT[:52]) & (inv_cmd.HROOT[52:] == 0)
-                    hr_ok = ~m_hr | same_root
-                    if guest:
-                        drop = Mux(op == INV["all"], 1,
-                                   Mux(op == INV["gva"], page & cr3_ok & hr_ok,
-                                       Mux(op == INV["root"], (m_cr3 | m_hr) & cr3_ok & hr_ok,
-                                           0)))
-                    else:
-                        scan_hit = 0
-                        if kind == "ntlb":
-                            scan_hit = ((op == INV["scan_clear"]) & (inv_cmd.SIZE == level - 1)
-                                        & page & same_root)
-                        drop = Mux(op == INV["all"], 1,
-                                   Mux(op == INV["gpa"], page & hr_ok,
-                                       Mux(op == INV["root"], m_hr & ~m_cr3 & hr_ok,
-                                           scan_hit)))
-                    with m.If(s.valid & drop):
-                        m.d.comb += [arr.wr_en.eq(1), arr.wr_index.eq(index),
-                                     arr.wr_data.valid.eq(0)]
+                m.d.sync += drops.eq(0)
                 with m.If(sweeping & (sweep != max_depth - 1)):
-                    m.d.sync += sweep.eq(sweep + 1)
+                    m.d.comb += sweep_next.eq(sweep + 1)
                     m.next = "INV"
                 with m.Else():
-                    m.next = "IDLE"
+                    to_idle()
 
+        # One flip-flop per state: no state decoding in front of the datapath. (Synthesis
+        # then ignores the state register's power-up value: the walker needs its reset.)
+        fsm.state.attrs["fsm_encoding"] = "one-hot"
+
+        # --- lookups: every array, every cycle ------------------------------------------------
+        # Every array is read at an index register and compares with registers, loaded with
+        # what it is to look up next cycle. Guest arrays look up the request on offer (while
+        # idle, answering or filling), then keep looking up the one accepted (or the command's
+        # address); host arrays look up ht_gpa. A lookup's result is used the cycle after its
+        # operands were set, and while they stay. A request is accepted once it has been on
+        # offer for a cycle: its lookup is then registered, and taken in the acceptance cycle.
+        # The index registers reset with the sweep counter: the sweep after reset starts at
+        # once.
+        offering = fsm.ongoing("IDLE") | fsm.ongoing("RESP") | fsm.ongoing("FILL")
+        l_va = Signal(36, reset_less=True)         # the guest arrays' operands
+        l_cr3 = Signal(fw, reset_less=True)
+        l_hroot = Signal(root_tag_width(host, pa), reset_less=True)
+        with m.If(offering):
+            m.d.sync += [l_va.eq(Mux(self.inv.valid, cmd.ADDR[12:48], req.GVA[12:48])),
+                         l_cr3.eq(Mux(self.inv.valid, cmd.CR3[12:pa], req.CR3[12:pa])),
+                         l_hroot.eq(root_tag(Mux(self.inv.valid, cmd.HROOT, req.HROOT),
+                                             host, pa)),
+                         l_write.eq(req.WRITE), l_fetch.eq(req.FETCH), l_user.eq(req.USER)]
+        m.d.sync += primed.eq(offering & self.req.valid & ~self.inv.valid)
+        for n, a in enumerate(arrays):
+            if a is None:
+                continue
+            index = Signal(len(a.index), name=f"{a.kind}{ARRAYS[n][1]}_index")
+            if a.guest:
+                key_next = Mux(offering, Mux(self.inv.valid, cmd.ADDR[12:48], req.GVA[12:48]),
+                               l_va)
+                m.d.comb += [a.key.eq(l_va), a.cr3.eq(l_cr3), a.hroot.eq(l_hroot)]
+            else:
+                key_next = ht_gpa_next[12:]
+                m.d.comb += [a.key.eq(ht_gpa[12:]), a.hroot.eq(k_hroot)]
+            m.d.sync += index.eq(Mux(sel_sweep_next, sweep_next, a.index_of(key_next)))
+            m.d.comb += a.index.eq(index)
+
+        # --- the read data, registered with the deep parts of its decoding -------------------
+        rdata = axi.rdata
+        host_ign = H.A.mask | H.D.mask | L.ENGINE_BITS[host].mask
+        guest_ign = X.A.mask | X.D.mask
+        with m.If(axi.rvalid & axi.rready):
+            m.d.sync += [
+                e_r.eq(rdata), resp_r.eq(axi.rresp),
+                h_bad_r.eq(host_bad(rdata)), h_ok_r.eq(host_allows(host_rights(rdata), ht_final)),
+                g_bad_r.eq(guest_bad(rdata)), g_ok_r.eq(guest_allows(guest_rights(rdata))),
+                u_changed.eq(((rdata ^ u_old) & ~Mux(u_host, host_ign, guest_ign)) != 0),
+                u_need.eq((rdata & bits) != bits),
+            ]
+
+        # --- list records of the entry decoded -----------------------------------------------
+        host_dec = fsm.ongoing("HT_DEC")
+        m.d.sync += [
+            p_host.eq(host_dec), p_addr.eq(rd_addr),
+            p_level.eq(Mux(host_dec, ht_level, g_level)),
+            p_set_a.eq(Mux(host_dec, h_need_a, g_need_a)),
+            p_set_d.eq(Mux(host_dec, h_need_d, g_need_d)),
+            p_select.eq(Mux(host_dec, array_of(ht_level, h_leaf, NTLB, HPWC),
+                            array_of(g_level, g_leaf, GTLB, GPWC))),
+        ]
+        m.d.comb += [
+            upd_w.data.addr.eq(p_addr), upd_w.data.old.eq(e_r), upd_w.data.host.eq(p_host),
+            upd_w.data.set_a.eq(p_set_a), upd_w.data.set_d.eq(p_set_d),
+            upd_w.data.level.eq(p_level),
+            fill_w.data.select.eq(p_select), fill_w.data.key.eq(ht_gpa[12:]),
+            fill_w.data.frame.eq(e_r[12:pa]),
+            fill_w.data.rights.eq(Mux(p_host, ht_rights, g_rights)),
+            fill_w.data.dirty.eq(Mux(p_host, Mux(ad, e[H.D.lsb] | as_write, 1),
+                                     e[X.D.lsb] | r_write)),
+        ]
+        if ept:
+            m.d.comb += fill_w.data.memtype.eq(memtype)
+
+        # --- writes: fills, and drops by invalidation commands -----------------------------
+        # Write enables come from flip-flops: the fill record's select, the drop decisions.
+        fill = fill_r.data
+        for n, a in enumerate(arrays):
+            if a is None:
+                continue
+            key = r_va[12:] if a.guest else fill.key
+            m.d.comb += [a.wr_key.eq(key), a.wr_hroot.eq(k_hroot), a.wr_frame.eq(fill.frame),
+                         a.wr_rights.eq(fill.rights), a.wr_valid.eq(fill_pending),
+                         a.wr_index.eq(Mux(fill_pending, a.index_of(key), a.index))]
+            if a.guest:
+                m.d.comb += a.wr_cr3.eq(k_cr3)
+            if a.kind in ("gtlb", "ntlb"):
+                m.d.comb += a.wr_dirty.eq(fill.dirty)
+            if a.kind == "ntlb" and ept:
+                m.d.comb += a.wr_memtype.eq(fill.memtype)
+            m.d.comb += a.wr_en.eq((fill_pending & fill.select[n]) | drops[n])
         return m
 
 
