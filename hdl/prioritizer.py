@@ -15,7 +15,8 @@ from amaranth.lib.wiring import In, Out
 
 from thermocline.layouts import ENTRIES_PER_TABLE, LPCOUNT
 
-__all__ = ["VA_BITS", "COUNT_BITS", "candidate_layout", "lp_step", "CandidateList"]
+__all__ = ["VA_BITS", "COUNT_BITS", "candidate_layout", "lp_prepare", "lp_finish", "lp_step",
+           "CandidateList"]
 
 #: Width of an input (guest-physical) address: four levels of 9 bits above a 4 KiB page.
 VA_BITS = 48
@@ -46,11 +47,49 @@ def candidate_layout(pa_bits: int) -> data.StructLayout:
                               "value": LPCOUNT.width})
 
 
+def lp_prepare(m: Module, v, count, shift):
+    """First half of :func:`lp_step`: the quantized count and the distances to move.
+
+    Returns
+    -------
+    (rises, rise, fall) : tuple of Signal
+        ``rises``: the count is at or above ``v``; ``rise``/``fall``: the distance rounded
+        up for the shift, towards or away from the count (``q - v + 2**k - 1`` and
+        ``v - q + 2**k - 1``; only the one that ``rises`` selects is meaningful).
+    """
+    top = LPCOUNT.max
+    q = Signal(LPCOUNT.width)
+    m.d.comb += q.eq(Mux(count[4:] > top, top, count[4:]))
+    round_up = Signal(16)
+    m.d.comb += round_up.eq((Const(1, 1) << shift) - 1)
+    rises = Signal()
+    rise = Signal(8)
+    fall = Signal(8)
+    m.d.comb += [
+        rises.eq(q >= v),
+        rise.eq(q - v + round_up),
+        fall.eq(v - q + round_up),
+    ]
+    return rises, rise, fall
+
+
+def lp_finish(m: Module, v, rises, rise, fall, shift) -> Signal:
+    """Second half of :func:`lp_step`, from :func:`lp_prepare`'s results."""
+    new = Signal(LPCOUNT.width)
+    with m.If(rises):
+        m.d.comb += new.eq(v + (rise >> shift))
+    with m.Else():
+        m.d.comb += new.eq(v - (fall >> shift))
+    return new
+
+
 def lp_step(m: Module, v, count, shift) -> Signal:
     """New ``LPCOUNT`` from the current one and a leaf table's accessed count.
 
     Combinational logic added to ``m``; the result is
-    ``model.prioritizer.lp_step(v, count, shift)`` for every input in range.
+    ``model.prioritizer.lp_step(v, count, shift)`` for every input in range. Hardware that
+    needs it faster registers :func:`lp_prepare`'s results and finishes with
+    :func:`lp_finish` a cycle later.
 
     Parameters
     ----------
@@ -68,23 +107,8 @@ def lp_step(m: Module, v, count, shift) -> Signal:
     Signal
         The new value, ``LPCOUNT.width`` bits.
     """
-    top = LPCOUNT.max
-    q = Signal(LPCOUNT.width)
-    m.d.comb += q.eq(Mux(count[4:] > top, top, count[4:]))
-    round_up = Signal(16)
-    m.d.comb += round_up.eq((Const(1, 1) << shift) - 1)
-    rise = Signal(8)
-    fall = Signal(8)
-    m.d.comb += [
-        rise.eq(q - v + round_up),
-        fall.eq(v - q + round_up),
-    ]
-    new = Signal(LPCOUNT.width)
-    with m.If(q >= v):
-        m.d.comb += new.eq(v + (rise >> shift))
-    with m.Else():
-        m.d.comb += new.eq(v - (fall >> shift))
-    return new
+    rises, rise, fall = lp_prepare(m, v, count, shift)
+    return lp_finish(m, v, rises, rise, fall, shift)
 
 
 class CandidateList(wiring.Component):

@@ -20,6 +20,12 @@ tables follow each other without a gap. A full-width beat answered with an error
 again entry by entry (narrow), and so is the rest of that table, so that errors count per
 8-byte entry as in the model.
 
+At the start of a pass the unit computes the activity step of every state the configured
+fields can hold into a small table (the model's ``_step_table``), so stepping a leaf is one
+lookup. Statistics are gathered in narrow per-cycle accumulators that are added, one per
+cycle, into 32-bit totals kept in a small memory; after ``done`` they are read through
+``stats_addr``/``stats_data``.
+
 Ordering rules (hazards)
 ------------------------
 The model reads each entry when the depth-first walk reaches it and sees every earlier write
@@ -54,8 +60,9 @@ the engine's memory port must guarantee:
   transfer happens (``snoop.valid & snoop.ready``), and it is visible to every read the
   scanner issues (``AR`` accepted) after that cycle;
 * the arbiter keeps accepting the scanner's ``AW``/``W``/``AR`` while another agent's write
-  waits for ``snoop.ready`` (``snoop.ready`` is low only while the scanner presents a write
-  to the same word and the write address has not been accepted yet; it never depends on
+  waits for ``snoop.ready`` (``snoop.ready`` is low only while a write of the scanner to
+  the same word waits in its write queue for its address to be accepted, and for the one
+  cycle in which a kept level-2 parent's update is committed; it never depends on
   ``snoop.valid``);
 * writes are performed in the order their write addresses are accepted (one ID, or an
   arbiter that keeps the order), and a read-modify-write of another agent is not split by
@@ -65,10 +72,10 @@ the engine's memory port must guarantee:
 With that, the scanner implements :meth:`model.scanner.Scanner.iter_pass`'s compare-and-set
 for every entry it has read and not yet written back:
 
-* a snooped write to an entry whose read is in flight (issued, data not yet taken) makes the
-  scanner drop the data and read the rest of that leaf table again, so the entry is read
-  after the other agent's write (an upper-level entry not yet walked is read again the same
-  way);
+* a snooped write to an entry whose read is in flight (issued, data not yet taken into the
+  step stage) makes the scanner drop the data and read the rest of that leaf table again,
+  so the entry is read after the other agent's write (an upper-level entry not yet walked
+  is read again the same way);
 * a snooped write to an entry already taken and not yet written back replaces its current
   value: the A bit as first read still decides the step, the new value is recomputed from
   the snooped word (A cleared only if it was read set, D never touched), and the update is
@@ -94,13 +101,14 @@ Differences from the model that the model's memory cannot show
 
 Reset
 -----
-The ``sync`` reset abandons the pass: the unit is idle, every counter and the candidate list
-are cleared, the internal pass counter restarts at 0 (a start may load any index). Memory is
-not restored: writes already accepted stay, so the pass after the reset sees a partly
-stepped tree, as the model would after an interrupted pass. The AXI slave (interconnect)
-must be reset together with the unit, so that no response of a request made before the reset
-arrives after it; as a safeguard, read beats and write responses that arrive while nothing
-is outstanding are accepted and ignored.
+The ``sync`` reset abandons the pass: the unit is idle and the internal pass counter restarts
+at 0 (a start may load any index); the statistics and candidates of the abandoned pass are
+meaningless, and the next start clears them. Memory is not restored: writes already
+accepted stay, so the pass after the reset sees a partly stepped tree, as the model would
+after an interrupted pass. The AXI slave (interconnect) must be reset together with the
+unit, so that no response of a request made before the reset arrives after it; as a
+safeguard, read beats and write responses that arrive while nothing is outstanding are
+accepted and ignored.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
@@ -113,7 +121,9 @@ from amaranth.utils import ceil_log2
 from thermocline import layouts as L
 
 from .axi import DATA_WIDTHS, AxiParams, Burst, axi4_signature
-from .prioritizer import COUNT_BITS, VA_BITS, CandidateList, candidate_layout, lp_step
+from .prioritizer import (
+    COUNT_BITS, VA_BITS, CandidateList, candidate_layout, lp_finish, lp_prepare,
+)
 
 __all__ = [
     "HostFormat", "CONFIG_LAYOUT", "COUNTER_BITS", "STAT_NAMES", "stat_index",
@@ -328,7 +338,7 @@ class Scanner(wiring.Component):
 
     def __init__(self, *, data_width: int = 64, pa_bits: int = 52, id_width: int = 4,
                  max_levels: int = 8, top_k_max: int = 8, max_reads: int = 4,
-                 burst_beats: int = 32, max_writes: int = 32, window: int = 32):
+                 burst_beats: int = 32, max_writes: int = 32, window: int = 64):
         owner = "Scanner"
         if data_width not in DATA_WIDTHS or isinstance(data_width, bool):
             raise ValueError(f"{owner}: data_width must be one of "
@@ -652,7 +662,7 @@ class Scanner(wiring.Component):
         stats_out = stats.read_port(domain="comb")
         fk = Signal(range(n_stats))          # the accumulator added this cycle
         clr_left = Signal(range(n_stats + 1))    # totals still to be zeroed
-        fl_left = Signal(range(n_stats + 1))     # accumulators still to be settled
+        fl_left = Signal(range(n_stats + 3))     # cycles of settling still to go
         tbl_root = Signal()                  # the root table counts as read
 
         # ================================================================== candidates
@@ -682,7 +692,8 @@ class Scanner(wiring.Component):
                            Cat(Const(0, 21), i9, idx3, idx4)))
 
         # ================================================================== window
-        m.submodules.win = winmem = Memory(shape=65, depth=win, init=[])
+        m.submodules.win = winmem = Memory(shape=65, depth=win, init=[],
+                                           attrs={"ram_style": "block"})
         win_wr = winmem.write_port()
         win_rda = winmem.read_port()
         win_rdb = winmem.read_port()
@@ -690,14 +701,13 @@ class Scanner(wiring.Component):
         w_arr = Signal(_IDX_BITS)            # next entry to arrive
         w_rd = Signal(_IDX_BITS)             # next entry to move towards the walk
         w_inval = Signal()                   # drop the window (and read-ahead) this cycle
+        inv_r = Signal()                     # a write into the window ahead, last cycle
         # Head queue: window entries read out and classified, in order, for the walk.
-        hf_n = Signal(range(4))
-        hf_head = Signal(range(3))
+        hf_n = Signal(range(5))
+        hf_head = Signal(2)
         hf_lay = data.StructLayout({"idx": _IDX_BITS, "err": 1, "e": 64, "absent": 1,
                                     "malformed": 1, "leaf": 1, "table": 1})
-        hf = Array(Signal(hf_lay, name=f"hf{i}") for i in range(3))
-        rd_inflight = Signal()
-        rd_idx = Signal(_IDX_BITS)
+        hf = Array(Signal(hf_lay, name=f"hf{i}") for i in range(4))
 
         # ================================================================== leaf table (E)
         e_act = Signal()
@@ -747,7 +757,8 @@ class Scanner(wiring.Component):
         # ================================================================== beat queue (RF)
         rf_n = Signal(range(3))
         rf_head = Signal()
-        rf_lay = data.StructLayout({"idx": _IDX_BITS, "err": 1, "data": 64 * lanes})
+        rf_lay = data.StructLayout({"idx": _IDX_BITS, "err": 1, "data": 64 * lanes,
+                                    "tab": (sw_w + 1) * lanes})
         rf = Array(Signal(rf_lay, name=f"rf{i}") for i in range(2))
 
         # ================================================================== U1 and S1
@@ -757,6 +768,7 @@ class Scanner(wiring.Component):
         u1_idx = Signal(9)
         u1_va = Signal(VA_BITS)
         u1_F = Signal(64)
+        u1_tab = Signal(sw_w + 1)            # its step-table address
         u1_W = Signal(64)
         u1_sn = Signal()
 
@@ -847,15 +859,17 @@ class Scanner(wiring.Component):
             with m.If(waiting & (wq[i].page == sn_page) & (wq[i].beat == sn_beat)
                       & wq[i].strb.bit_select(sn_lane, 1)):
                 m.d.comb += sn_block.eq(1)
-        # ``sn_fire``: the write lands now. ``sn_any``: a write is offered; a word that the
-        # unit holds read and unwritten (beat queue, S1, U1, the window ahead) never has a
-        # queued write, so for those words an offer is a landing, and the paths that only
-        # look at such words use the shorter ``sn_any``.
-        sn_fire = Signal()
+        # Not ready either for a word whose step (S1), move to the step stage (U1) or parent
+        # update is being committed this cycle: that write lands after the scanner's.
+        # ``sn_any``: a write is offered. A word that the unit holds read and unwritten (beat
+        # queue, S1, U1, the window ahead) never has a queued write, and where it is being
+        # committed the unit's own logic does not look at the offer, so for those words an
+        # offer is a landing; those paths use ``sn_any`` and never wait for ``ready``.
+        sn_hold = Signal()                   # a held word is being committed this cycle
+        par_act = Signal()                   # the parent update is committed this cycle
         sn_any = Signal()
         m.d.comb += [
-            self.snoop.ready.eq(~sn_block),
-            sn_fire.eq(self.snoop.valid & ~sn_block),
+            self.snoop.ready.eq(~sn_block & ~sn_hold),
             sn_any.eq(self.snoop.valid),
         ]
 
@@ -914,9 +928,14 @@ class Scanner(wiring.Component):
         # ================================================================== S1 compare-and-set
         # A snoop of a word held in S1 replaces it; its step is then recomputed (one lane
         # per cycle) before S1 may commit.
+        s1_match = Signal()
         s1_sn_hit = Signal()
-        m.d.comb += s1_sn_hit.eq(sn_any & s1_valid & (sn_page == s1_page)
-                                 & (sn_beat == s1_beat) & s1_lv.bit_select(sn_lane, 1))
+        commit = Signal()
+        m.d.comb += [
+            s1_match.eq(sn_any & s1_valid & (sn_page == s1_page) & (sn_beat == s1_beat)
+                        & s1_lv.bit_select(sn_lane, 1)),
+            s1_sn_hit.eq(s1_match & ~commit),
+        ]
         rc_need = Signal(lanes)
         m.d.comb += rc_need.eq(s1_sn & ~s1_cok)
         rc_lane = Signal(range(lanes))
@@ -948,8 +967,7 @@ class Scanner(wiring.Component):
                     ]
 
         # ================================================================== commit (S1 out)
-        commit = Signal()
-        m.d.comb += commit.eq(s1_valid & ~s1_sn_hit & ~rc_need.any() & wq_space
+        m.d.comb += commit.eq(s1_valid & ~rc_need.any() & wq_space
                               & wmeta.w_rdy & run_space)
         lane_wr = Signal(lanes)
         lane_leaf = Signal(lanes)
@@ -978,20 +996,20 @@ class Scanner(wiring.Component):
         m.d.comb += [any_wr.eq(lane_wr.any()), any_rec.eq(lane_acc.any())]
 
         # Own writes that hit a kept value (the parent) or the read-ahead window; applied
-        # the next cycle.
+        # the next cycle (``ow_win`` joins the delayed window drop ``inv_r`` below).
         ow_par = Signal()
         ow_par_val = Signal(64)
         ow_win = Signal()
         s1_in_u = Signal()
         m.d.comb += s1_in_u.eq(s1_page == cur_tbl)
-        m.d.sync += [ow_par.eq(0), ow_win.eq(0)]
+        m.d.sync += ow_par.eq(0)
         for i in range(lanes):
             idx_i = Cat(Const(i, lane_bits), s1_beat) if lane_bits else s1_beat
             with m.If(commit & lane_wr[i] & s1_in_u):
                 with m.If(e_act & (idx_i == pos)):
                     m.d.sync += [ow_par.eq(1), ow_par_val.eq(lane_new[i])]
                 with m.If(idx_i > pos):
-                    m.d.sync += ow_win.eq(1)
+                    m.d.comb += ow_win.eq(1)
 
         # Statistics of committed entries, two stages.
         st1 = Signal(data.StructLayout({
@@ -1038,7 +1056,7 @@ class Scanner(wiring.Component):
         m.d.comb += hd_child.eq(page_of(hd.e & amask))
         cur_ok = Signal()
         m.d.comb += cur_ok.eq((hf_n != 0) & (pos < _ENTRIES) & (ds == _DS_UPPER)
-                              & (phase == _PH_RUN))
+                              & (phase == _PH_RUN) & ~inv_r)
         cur_va = Signal(VA_BITS)
         cur_va0 = Signal(VA_BITS)
         m.d.comb += [cur_va.eq(va_at(pos)), cur_va0.eq(va_at(pos & (1023 & ~(lanes - 1))))]
@@ -1072,15 +1090,21 @@ class Scanner(wiring.Component):
         ]
         sn_cur = Signal()                    # a snoop of the entry the walk takes now
         m.d.comb += sn_cur.eq(sn_any & (sn_page == cur_tbl) & (sn_idx == pos[:9]) & dfs_proc)
-        sn_parent = Signal()
-        m.d.comb += sn_parent.eq(sn_fire & e_act & (sn.addr[3:pa] == p_addr[3:]))
+        sn_at_parent = Signal()              # the offered write is to the kept parent
+        sn_parent = Signal()                 # ... and it lands now
+        m.d.comb += [
+            sn_at_parent.eq(sn.addr[3:pa] == p_addr[3:]),
+            sn_parent.eq(self.snoop.valid & ~sn_block & ~sn_hold & e_act & sn_at_parent),
+        ]
 
         # ================================================================== read-ahead match
         pf_hit_snoop = Signal()
         m.d.comb += pf_hit_snoop.eq(sn_any & (pf_st == _PF_ISSUE) & (sn_page == pf_page))
         adopt = Signal()
+        # (The read-ahead is dropped whenever the window is, so the entry the walk takes at
+        # pf_idx is the one the lookahead found: same value, same table.)
         m.d.comb += adopt.eq(dfs_leaftab & (pf_st != _PF_IDLE) & (pf_idx == pos)
-                             & (pf_page == hd_child) & ~pf_hit_snoop)
+                             & ~pf_hit_snoop)
 
         # ================================================================== E restarts
         rfh = rf[rf_head]
@@ -1089,11 +1113,15 @@ class Scanner(wiring.Component):
         head_wide_err = Signal()
         m.d.comb += head_wide_err.eq((lanes > 1) & ~e_narrow & rfh.err)
         s1_free = Signal()
+        u1_match = Signal()
         u1_sn_hit = Signal()
-        m.d.comb += u1_sn_hit.eq(sn_any & u1_valid & (sn_page == u1_page) & (sn_idx == u1_idx))
+        m.d.comb += [
+            u1_match.eq(sn_any & u1_valid & (sn_page == u1_page) & (sn_idx == u1_idx)),
+            u1_sn_hit.eq(u1_match & ~mv_up),
+        ]
         m.d.comb += [
             s1_free.eq(~s1_valid | commit),
-            mv_up.eq(u1_valid & s1_free & ~u1_sn_hit),
+            mv_up.eq(u1_valid & s1_free),
             mv_leaf.eq((rf_n != 0) & ~head_wide_err & ~u1_valid & s1_free & e_act
                        & (ds == _DS_LEAF)),
         ]
@@ -1116,7 +1144,11 @@ class Scanner(wiring.Component):
         m.d.comb += sn_win.eq(sn_any & (sn_page == cur_tbl) & (phase == _PH_RUN)
                               & ((sn_idx > pos) | ((sn_idx == pos[:9]) & (pos < _ENTRIES)
                                                    & (ds == _DS_UPPER) & ~dfs_proc)))
-        m.d.comb += w_inval.eq(dfs_descend | dfs_return | ow_win | sn_win)
+        # Writes into the window ahead of the walk (own or snooped) drop it one cycle later;
+        # in that cycle the walk takes nothing (``cur_ok``), and every read issued until
+        # then is discarded with the window.
+        m.d.sync += inv_r.eq(ow_win | sn_win)
+        m.d.comb += w_inval.eq(dfs_descend | dfs_return | inv_r)
         pf_discard = Signal()
         m.d.comb += pf_discard.eq((pf_st != _PF_IDLE)
                                   & (w_inval | e_restart | pf_hit_snoop
@@ -1125,30 +1157,53 @@ class Scanner(wiring.Component):
         # ================================================================== read issue
         can_issue = Signal()
         m.d.comb += can_issue.eq((phase == _PH_RUN) & ~ar_valid & (t_count < nread))
+        # The conditions and burst lengths below are registered a cycle early. That is
+        # safe: a stale "wait" only delays; bursts are issued at most every other cycle (the
+        # AR register), so what an issue changes is fresh again before the next issue; a
+        # position set otherwise (a new table, a restart) disarms its requests for a cycle;
+        # and a write that could collide with a read is pending for at least a cycle before
+        # the read may be issued (a write enters S1 or U1 one cycle before it can reach a
+        # page being read).
+        # After the page they are about is set, each waits a cycle for its flag ("armed").
+        room = Signal()
+        pend_u = Signal()
+        pend_e = Signal()
+        pend_p = Signal()
+        w_armed = Signal()
+        e_armed = Signal()
+        pf_armed = Signal()
+        m.d.sync += [
+            room.eq(w_iss + win_burst <= pos + win),
+            pend_u.eq(pending(cur_tbl)),
+            pend_e.eq(pending(e_page)),
+            pend_p.eq(pending(pf_page)),
+            w_armed.eq(~w_inval),
+            e_armed.eq(e_act & ~e_restart),
+            pf_armed.eq(pf_st != _PF_IDLE),
+        ]
         win_n = Signal(range(win_burst + 1))
-        m.d.comb += win_n.eq(Mux(_ENTRIES - w_iss < win_burst, _ENTRIES - w_iss, win_burst))
+        m.d.sync += win_n.eq(Mux(w_iss > _ENTRIES - win_burst, _ENTRIES - w_iss, win_burst))
         win_req = Signal()
-        m.d.comb += win_req.eq((w_iss < _ENTRIES) & (w_iss + win_n <= pos + win)
-                               & ~pending(cur_tbl) & (ds != _DS_FIN))
+        m.d.comb += win_req.eq((w_iss < _ENTRIES) & room & ~pend_u & w_armed & (ds != _DS_FIN))
         e_left = Signal(_IDX_BITS)
         m.d.comb += e_left.eq(_ENTRIES - e_iss)
         e_n = Signal(range(257))             # entries (narrow) or beats (wide)
         with m.If(e_narrow):
-            m.d.comb += e_n.eq(Mux(e_left < self._burst_beats, e_left, self._burst_beats))
+            m.d.sync += e_n.eq(Mux(e_left < self._burst_beats, e_left, self._burst_beats))
         with m.Else():
-            m.d.comb += e_n.eq(Mux((e_left >> lane_bits) < self._burst_beats,
+            m.d.sync += e_n.eq(Mux((e_left >> lane_bits) < self._burst_beats,
                                    e_left >> lane_bits, self._burst_beats))
         e_req = Signal()
-        m.d.comb += e_req.eq(e_act & (e_iss < _ENTRIES) & (e_started | ~pending(e_page)))
+        m.d.comb += e_req.eq(e_act & e_armed & (e_iss < _ENTRIES) & (e_started | ~pend_e))
         pf_left = Signal(_IDX_BITS)
         m.d.comb += pf_left.eq((_ENTRIES - pf_iss) >> lane_bits)
         pf_n = Signal(range(257))
-        m.d.comb += pf_n.eq(Mux(pf_left < self._burst_beats, pf_left, self._burst_beats))
+        m.d.sync += pf_n.eq(Mux(pf_left < self._burst_beats, pf_left, self._burst_beats))
         pf_req = Signal()
-        m.d.comb += pf_req.eq((pf_st != _PF_IDLE) & (pf_iss < _ENTRIES)
+        m.d.comb += pf_req.eq((pf_st != _PF_IDLE) & pf_armed & (pf_iss < _ENTRIES)
                               & (~e_act | (e_iss == _ENTRIES))
                               & (pf_page != cur_tbl) & ~(e_act & (pf_page == e_page))
-                              & (pf_started | ~pending(pf_page)) & (lvl == 2)
+                              & (pf_started | ~pend_p) & (lvl == 2)
                               & ~((ds == _DS_UPPER) & (pos == pf_idx)))
         issue_win = Signal()
         issue_e = Signal()
@@ -1224,64 +1279,87 @@ class Scanner(wiring.Component):
                 m.d.sync += w_iss.eq(w_iss + win_n)
             with m.If(w_beat):
                 m.d.sync += w_arr.eq(w_arr + 1)
-        # Read out and classify, up to three entries ahead of the walk.
+        # Read out (two stages: the memory, then a register) and classify, up to four
+        # entries ahead of the walk.
         rd_go = Signal()
+        rd1 = Signal()                       # read issued last cycle
+        rd1_idx = Signal(_IDX_BITS)
+        rd2 = Signal()                       # its data registered
+        rd2_idx = Signal(_IDX_BITS)
+        rd2_data = Signal(65)
         m.d.comb += [
-            rd_go.eq((phase == _PH_RUN) & (w_rd < w_arr) & ((hf_n + rd_inflight) < 3)
+            rd_go.eq((phase == _PH_RUN) & (w_rd < w_arr) & ((hf_n + rd1 + rd2) < 4)
                      & ~w_inval),
             win_rda.addr.eq(w_rd[:win_bits]),
         ]
         with m.If(rd_go):
             m.d.sync += w_rd.eq(w_rd + 1)
-        m.d.sync += [rd_inflight.eq(rd_go), rd_idx.eq(w_rd)]
-        rda = win_rda.data
-        _, ra_malf, ra_leaf, ra_table = self._classify(m, rda[:64], lvl, d.is_ept, "ra")
+        m.d.sync += [
+            rd1.eq(rd_go), rd1_idx.eq(w_rd),
+            rd2.eq(rd1 & ~w_inval), rd2_idx.eq(rd1_idx), rd2_data.eq(win_rda.data),
+        ]
+        _, ra_malf, ra_leaf, ra_table = self._classify(m, rd2_data[:64], lvl, d.is_ept, "ra")
         hf_push = Signal()
         hf_pop = Signal()
         m.d.comb += [
-            hf_push.eq(rd_inflight & ~w_inval),
+            hf_push.eq(rd2 & ~w_inval),
             hf_pop.eq(dfs_proc),
         ]
-        hf_tail = Signal(range(3))
-        m.d.comb += hf_tail.eq(Mux(hf_head + hf_n >= 3, hf_head + hf_n - 3, hf_head + hf_n))
+        hf_tail = Signal(2)
+        m.d.comb += hf_tail.eq(hf_head + hf_n)
+        rd2_err = rd2_data[64]
         with m.If(hf_push):
-            for i in range(3):
+            for i in range(4):
                 with m.If(hf_tail == i):
                     m.d.sync += hf[i].eq(Cat(
-                        rd_idx, rda[64], rda[:64], ~rda[64] & ~ra_malf & ~ra_leaf & ~ra_table,
-                        ~rda[64] & ra_malf, ~rda[64] & ra_leaf, ~rda[64] & ra_table))
+                        rd2_idx, rd2_err, rd2_data[:64],
+                        ~rd2_err & ~ra_malf & ~ra_leaf & ~ra_table, ~rd2_err & ra_malf,
+                        ~rd2_err & ra_leaf, ~rd2_err & ra_table))
         with m.If(w_inval):
             m.d.sync += [hf_n.eq(0), hf_head.eq(0)]
         with m.Else():
             m.d.sync += hf_n.eq(hf_n + hf_push - hf_pop)
             with m.If(hf_pop):
-                m.d.sync += hf_head.eq(Mux(hf_head == 2, 0, hf_head + 1))
+                m.d.sync += hf_head.eq(hf_head + 1)
 
         # ================================================================== lookahead
-        rdb = win_rdb.data
-        rdb_idx = Signal(_IDX_BITS)
-        rdb_ok = Signal()
+        # A stream of reads from ``lb_addr`` (at most three ahead of ``la``), registered,
+        # then examined in order at ``la``; the read addresses never depend on the data.
+        lb_addr = Signal(_IDX_BITS)
+        lb1 = Signal()
+        lb1_idx = Signal(_IDX_BITS)
+        lb2 = Signal()
+        lb2_idx = Signal(_IDX_BITS)
+        lb2_data = Signal(65)
+        lb_go = Signal()
+        m.d.comb += [
+            lb_go.eq((lb_addr < w_arr) & ((lb_addr - la)[:_IDX_BITS] < 3) & ~la_reset
+                     & (phase == _PH_RUN)),
+            win_rdb.addr.eq(lb_addr[:win_bits]),
+        ]
+        m.d.sync += [
+            lb1.eq(lb_go), lb1_idx.eq(lb_addr),
+            lb2.eq(lb1 & ~la_reset), lb2_idx.eq(lb1_idx), lb2_data.eq(win_rdb.data),
+        ]
         la_look = Signal()
         la_hint = Signal()
         m.d.comb += [
-            la_look.eq((pf_st == _PF_IDLE) & (lvl == 2) & rdb_ok & (rdb_idx == la) & (la > pos)
+            la_look.eq((pf_st == _PF_IDLE) & (lvl == 2) & lb2 & (lb2_idx == la) & (la > pos)
                        & (la < _ENTRIES) & ~la_reset & (phase == _PH_RUN)),
-            la_hint.eq(~rdb[64] & Mux(d.is_ept, (rdb[:3] != 0), rdb[_X.P.lsb])
-                       & ~rdb[_E.PS.lsb]),
+            la_hint.eq(~lb2_data[64] & Mux(d.is_ept, (lb2_data[:3] != 0), lb2_data[_X.P.lsb])
+                       & ~lb2_data[_E.PS.lsb]),
         ]
-        la_step = Signal(_IDX_BITS)
-        m.d.comb += la_step.eq(Mux(la_reset, pos + 1, Mux(la_look & ~la_hint, la + 1, la)))
-        la_nx = Signal(_IDX_BITS)
-        m.d.comb += la_nx.eq(Mux(la_step > pos, la_step, pos + 1))
-        m.d.sync += [
-            la.eq(la_nx),
-            rdb_idx.eq(la_nx),
-            rdb_ok.eq((la_nx < w_arr) & (la_nx < _ENTRIES)),
-            la_reset.eq(w_inval | pf_discard | adopt),
-        ]
-        m.d.comb += win_rdb.addr.eq(la_nx[:win_bits])
+        with m.If(la_reset):
+            m.d.sync += [la.eq(pos + 1), lb_addr.eq(pos + 1)]
+        with m.Else():
+            with m.If(la_look & ~la_hint):
+                m.d.sync += la.eq(la + 1)
+            with m.If(lb_go):
+                m.d.sync += lb_addr.eq(lb_addr + 1)
+        m.d.sync += la_reset.eq(w_inval | pf_discard | adopt | (la <= pos))
         with m.If(la_look & la_hint):
-            m.d.sync += [pf_st.eq(_PF_FOUND), pf_idx.eq(la), pf_page.eq(page_of(rdb[:64] & amask)),
+            m.d.sync += [pf_st.eq(_PF_FOUND), pf_idx.eq(la),
+                         pf_page.eq(page_of(lb2_data[:64] & amask)),
                          pf_iss.eq(0), pf_started.eq(0)]
         with m.If(issue_pf):
             m.d.sync += [pf_iss.eq(pf_iss + (pf_n << lane_bits)), pf_started.eq(1),
@@ -1297,7 +1375,9 @@ class Scanner(wiring.Component):
         with m.If(leaf_beat):
             for i in range(2):
                 with m.If(rf_tail == i):
-                    m.d.sync += rf[i].eq(Cat(e_arr, r_err, axi.rdata))
+                    m.d.sync += rf[i].eq(Cat(e_arr, r_err, axi.rdata, *(
+                        Cat(sw_of(r_lanes[k]) & d.fmask, a_of(r_lanes[k]))
+                        for k in range(lanes))))
             m.d.sync += e_arr.eq(e_arr + take_step)
         with m.If(rf_flush):
             m.d.sync += [rf_n.eq(0), rf_head.eq(0)]
@@ -1330,13 +1410,13 @@ class Scanner(wiring.Component):
             f_in = Signal(64, name=f"f_in{i}")
             m.d.comb += f_in.eq(Mux(u1_valid, u1_F, rfh.data[64 * i:64 * (i + 1)]))
             _, f_malf, f_leaf, _ = self._classify(m, f_in, s1_in_level, d.is_ept, f"fi{i}")
-            f_a = Signal(name=f"f_a{i}")
-            f_st = Signal(sw_w, name=f"f_st{i}")
+            f_tab = Signal(sw_w + 1, name=f"f_tab{i}")
             m.d.comb += [
-                f_a.eq(a_of(f_in)),
-                f_st.eq(sw_of(f_in) & d.fmask),
-                tab_f[i].addr.eq(Cat(f_st, f_a)),
+                f_tab.eq(Mux(u1_valid, u1_tab, rfh.tab[(sw_w + 1) * i:(sw_w + 1) * (i + 1)])),
+                tab_f[i].addr.eq(f_tab),
             ]
+            f_a = f_tab[sw_w]
+            f_st = f_tab[:sw_w]
             ld_hit = Signal(name=f"ld_hit{i}")
             m.d.comb += ld_hit.eq(sn_any & mv_leaf & (sn_page == e_page)
                                   & (sn_beat == rfh.idx[lane_bits:9]) & (sn_lane == i))
@@ -1389,44 +1469,56 @@ class Scanner(wiring.Component):
             m.d.sync += [
                 u1_valid.eq(1), u1_level.eq(lvl), u1_page.eq(cur_tbl), u1_idx.eq(pos[:9]),
                 u1_va.eq(cur_va0), u1_F.eq(hd.e),
+                u1_tab.eq(Cat(sw_of(hd.e) & d.fmask, a_of(hd.e))),
                 u1_W.eq(Mux(sn_cur, sn.data, hd.e)), u1_sn.eq(sn_cur),
             ]
         with m.If(u1_sn_hit):
             m.d.sync += [u1_W.eq(sn.data), u1_sn.eq(1)]
 
         # ================================================================== parent update
-        p_sub = Signal()                     # 0: compute, 1: act
-        p_dirty = Signal()                   # the kept value changed since the compute
-        par = Signal(data.StructLayout({"ok": 1, "write": 1, "elig": 1,
-                                        "v2": L.LPCOUNT.width, "new": 64}))
+        # Three compute steps (p_sub 0, 1, 2), then the act (p_sub 3); a change of the kept
+        # value on the way starts over.
+        p_sub = Signal(2)
+        p_dirty = Signal()                   # the kept value changed since step 0
+        par = Signal(data.StructLayout({
+            "ok": 1, "rises": 1, "rise": 8, "fall": 8, "v2": L.LPCOUNT.width, "write": 1,
+            "elig": 1, "new": 64}))
         _, _, _, pc_table = self._classify(m, p_C, Const(2, 3), d.is_ept, "pc")
         v_old = p_C[L.LPCOUNT.lsb:L.LPCOUNT.lsb + L.LPCOUNT.width]
-        v2 = lp_step(m, v_old, t_acc, cfg.lp_shift)
-        pc_ok = Signal()
-        m.d.comb += pc_ok.eq(pc_table & (page_of(p_C & amask) == p_child))
+        rises, rise, fall = lp_prepare(m, v_old, t_acc, cfg.lp_shift)
+        v2 = lp_finish(m, v_old, par.rises, par.rise, par.fall, cfg.lp_shift)
         in_parent = Signal()
         m.d.comb += in_parent.eq((phase == _PH_RUN) & (ds == _DS_PARENT) & ~s1_valid
                                  & ~u1_valid & ~st1.v & ~st2.v)
-        with m.If(in_parent & cfg.lp_enable & ~p_sub):
-            m.d.sync += [
-                p_sub.eq(1), p_dirty.eq(0),
-                par.ok.eq(pc_ok),
-                par.write.eq(pc_ok & (v2 != v_old)),
-                par.elig.eq(pc_ok & d.warm & (v2 >= cfg.lp_threshold)
-                            & ((_ENTRIES - t_present) <= cfg.lp_max_nonpresent)),
-                par.v2.eq(v2),
-                par.new.eq(Cat(p_C[:L.LPCOUNT.lsb], v2,
-                               p_C[L.LPCOUNT.lsb + L.LPCOUNT.width:])),
-            ]
-        par_act = Signal()
+        with m.If(in_parent & cfg.lp_enable):
+            with m.Switch(p_sub):
+                with m.Case(0):
+                    m.d.sync += [
+                        p_sub.eq(1), p_dirty.eq(0),
+                        par.ok.eq(pc_table & (page_of(p_C & amask) == p_child)),
+                        par.rises.eq(rises), par.rise.eq(rise), par.fall.eq(fall),
+                    ]
+                with m.Case(1):
+                    m.d.sync += [p_sub.eq(2), par.v2.eq(v2)]
+                with m.Case(2):
+                    m.d.sync += [
+                        p_sub.eq(3),
+                        par.write.eq(par.ok & (par.v2 != v_old)),
+                        par.elig.eq(par.ok & d.warm & (par.v2 >= cfg.lp_threshold)
+                                    & ((_ENTRIES - t_present) <= cfg.lp_max_nonpresent)),
+                        par.new.eq(Cat(p_C[:L.LPCOUNT.lsb], par.v2,
+                                       p_C[L.LPCOUNT.lsb + L.LPCOUNT.width:])),
+                    ]
         par_skip = Signal()                  # prioritizer off: nothing to do
         m.d.comb += [
             par_skip.eq(in_parent & ~cfg.lp_enable),
-            par_act.eq(in_parent & cfg.lp_enable & p_sub & ~p_dirty & ~sn_parent
+            par_act.eq(in_parent & cfg.lp_enable & (p_sub == 3) & ~p_dirty
                        & (~par.write | (wq_space & wmeta.w_rdy & run_space))
                        & cands.insert.ready),
+            # A write to the parent waits while its update is being committed.
+            sn_hold.eq((par_act & sn_at_parent) | (commit & s1_match) | (mv_up & u1_match)),
         ]
-        with m.If(in_parent & p_sub & (p_dirty | sn_parent)):
+        with m.If(in_parent & (p_sub != 0) & (p_dirty | sn_parent)):
             m.d.sync += p_sub.eq(0)
         par_write = Signal()
         m.d.comb += par_write.eq(par_act & par.write)
@@ -1493,8 +1585,14 @@ class Scanner(wiring.Component):
         ]
         b_fire = Signal()
         m.d.comb += b_fire.eq(axi.bvalid & axi.bready & hv & wm_out.has_write)
+        # Same page as the last run: compared for both sources in parallel, then selected.
         run_same = Signal()
-        m.d.comb += run_same.eq((run_n != 0) & (run_page[run_last] == wq_in.page))
+        last_page = Signal(pw)
+        m.d.comb += [
+            last_page.eq(run_page[run_last]),
+            run_same.eq((run_n != 0) & Mux(par_write, last_page == cur_tbl,
+                                            last_page == s1_page)),
+        ]
         for i in range(nrun):
             dec = Signal(name=f"run_dec{i}")
             inc_ = Signal(name=f"run_inc{i}")
@@ -1655,7 +1753,8 @@ class Scanner(wiring.Component):
                         phase.eq(_PH_RUN), init_tab.eq(0), tbl_root.eq(1),
                         ds.eq(_DS_UPPER), lvl.eq(4), cur_tbl.eq(root), pos.eq(0),
                         w_iss.eq(0), w_arr.eq(0), w_rd.eq(0), hf_n.eq(0), hf_head.eq(0),
-                        la.eq(1), la_reset.eq(1), e_act.eq(0), pf_st.eq(_PF_IDLE),
+                        la.eq(1), lb_addr.eq(1), la_reset.eq(1), e_act.eq(0),
+                        pf_st.eq(_PF_IDLE), w_armed.eq(0), e_armed.eq(0), pf_armed.eq(0),
                         u1_valid.eq(0), rf_n.eq(0), rf_head.eq(0), p_sub.eq(0),
                     ]
             with m.Case(_PH_RUN):

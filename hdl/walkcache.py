@@ -5,13 +5,12 @@ Twelve direct-mapped arrays, as in :mod:`model.walkcache`: the guest TLB and the
 level 4, 3, 2 each).
 
 Every array is a :class:`amaranth.lib.memory.Memory` with one asynchronous read port and one
-write port (distributed RAM), followed by a lookup register: every cycle the slot at
-``index`` is read and its tags are compared with ``key``, ``cr3`` and ``hroot``, but only far
-enough to reduce each tag to one equal bit per few bits (two LUT4 levels: 8 bits, or 4 where
-each operand bit is itself a choice of two); those bits and the slot's payload are
-registered, and the outputs finish the compare from the registers. A lookup thus holds the
-read and half of the compare in one cycle, the rest of the compare and whatever uses the
-result in the next; while the operands and the array stay the same, so do the outputs.
+write port (distributed RAM), read at an index register. A lookup is registered: the cycle
+after the index register is loaded, the slot is read and each tag is compared with its
+operand only far enough to reduce every ``chunk`` bits to one equal bit (one LUT level for
+two bits); those bits and the payload are registered, and the outputs finish the compare
+from the registers (optionally through a second register stage). While the operands and the
+array stay the same, so do the outputs.
 
 Slots (:func:`slot_layout`) hold only what can differ between slots:
 
@@ -33,7 +32,6 @@ from thermocline.layouts import LEVEL_SHIFT, PAGE_SHIFT
 
 __all__ = ["root_tag", "root_tag_width", "slot_layout", "ARRAYS", "GTLB", "NTLB", "GPWC",
            "HPWC", "CacheArray"]
-
 
 
 def root_tag_width(host: str, pa_bits: int) -> int:
@@ -76,19 +74,19 @@ class _Geometry:
         self.frame_lsb = self.shift - 12 if self.tlb else 0
         self.frame_width = pa_bits - 12
         self.rights = 3 if self.guest or host == "npt" else 4
-        fields = {"valid": 1}
+        tags = {"valid": 1}
         if self.guest:
-            fields["cr3"] = pa_bits - 12
-        fields["hroot"] = root_tag_width(host, pa_bits)
+            tags["cr3"] = pa_bits - 12
+        tags["hroot"] = root_tag_width(host, pa_bits)
         if self.key_width > self.tag_lsb:
-            fields["page"] = self.key_width - self.tag_lsb
-        fields["frame"] = self.frame_width - self.frame_lsb
-        fields["rights"] = self.rights
+            tags["page"] = self.key_width - self.tag_lsb
+        payload = {"frame": self.frame_width - self.frame_lsb, "rights": self.rights}
         if self.tlb:
-            fields["dirty"] = 1
+            payload["dirty"] = 1
         if kind == "ntlb" and host == "ept":
-            fields["memtype"] = 3
-        self.layout = data.StructLayout(fields)
+            payload["memtype"] = 3
+        self.payload = data.StructLayout(payload)
+        self.layout = data.StructLayout(tags | payload)
 
 
 def slot_layout(kind: str, level: int, entries: int, *, host: str = "ept",
@@ -109,26 +107,28 @@ class CacheArray(wiring.Component):
     """One direct-mapped array of ``entries`` slots (a power of two, >= 1) of kind ``kind``
     ("gtlb", "ntlb", "gpwc" or "hpwc") for ``level``, for a walker of host format ``host``
     and physical-address width ``pa_bits``; slots as :func:`slot_layout`. A lookup registers
-    one equal bit per ``ctx_chunk`` bits of the context tags and per ``page_chunk`` bits of
-    the page tag.
+    one equal bit per ``chunk`` bits of each tag; with ``settle``, a second register stage
+    reduces them to one bit per tag, a cycle later.
 
     Members
     -------
-    index : In(index width)
-        Slot to look up this cycle (usually :meth:`index_of` ``key``).
+    index_next : In(index width)
+        Slot to look up next cycle (usually :meth:`index_of` a key).
+    index : Out(index width)
+        Slot looked up this cycle (``index_next`` of the cycle before; 0 after reset).
     key : In(36 for guest arrays, else pa_bits - 12)
         Page number (address bits 12 and up) of the address to compare with the slot's page
-        tag.
+        tag, this cycle.
     cr3 : In(pa_bits - 12)
         Guest root frame to compare (guest arrays only).
     hroot : In(root tag width)
         Host root tag to compare.
-    slot : Out(slot)
-        The slot at ``index``, this cycle (not registered).
+    slot : Out(payload)
+        The payload of the slot looked up, this cycle (not registered).
     valid, page_eq, hroot_eq, cr3_eq : Out(1)
         Of the previous cycle's lookup: the slot was valid; its page, host root and (guest
-        arrays) guest root tags matched.
-        ``page_eq`` is absent when the index covers the whole page number
+        arrays) guest root tags matched (with ``settle``: the tag matches of the lookup two
+        cycles ago). ``page_eq`` is absent when the index covers the whole page number
         (:attr:`page_matches` then is constant 1).
     frame, rights, dirty, memtype : Out
         That slot's payload (``dirty`` for TLBs, ``memtype`` for an EPT nested TLB). ``frame``
@@ -141,24 +141,24 @@ class CacheArray(wiring.Component):
     """
 
     def __init__(self, *, kind: str, level: int, entries: int, host: str = "ept",
-                 pa_bits: int = 52, ctx_chunk: int = 8, page_chunk: int = 8):
+                 pa_bits: int = 52, chunk: int = 8, settle: bool = False):
         if entries < 1 or entries & (entries - 1):
             raise ValueError(f"cache array entries must be a power of two, got {entries}")
         if kind not in ("gtlb", "ntlb", "gpwc", "hpwc"):
             raise ValueError(f"cache array kind must be gtlb, ntlb, gpwc or hpwc, got {kind!r}")
-        for name, chunk in (("ctx_chunk", ctx_chunk), ("page_chunk", page_chunk)):
-            if chunk < 1:
-                raise ValueError(f"{name} must be at least 1 bit, got {chunk}")
+        if chunk < 1:
+            raise ValueError(f"compare chunk must be at least 1 bit, got {chunk}")
         self._kind = kind
         self._entries = entries
-        self._chunks = (ctx_chunk, page_chunk)
+        self._chunk = chunk
+        self._settle = settle
         self._g = g = _Geometry(kind, level, entries, host, pa_bits)
         iw = max(1, g.index_width)
         f = g.layout.members
         ports = {
-            "index": In(iw), "key": In(g.key_width), "hroot": In(f["hroot"]),
-            "slot": Out(g.layout), "valid": Out(1), "hroot_eq": Out(1),
-            "frame": Out(f["frame"]), "rights": Out(g.rights),
+            "index_next": In(iw), "index": Out(iw), "key": In(g.key_width),
+            "hroot": In(f["hroot"]), "slot": Out(g.payload), "valid": Out(1),
+            "hroot_eq": Out(1), "frame": Out(f["frame"]), "rights": Out(g.rights),
             "wr_en": In(1), "wr_index": In(iw), "wr_valid": In(1), "wr_key": In(g.key_width),
             "wr_hroot": In(f["hroot"]), "wr_frame": In(g.frame_width),
             "wr_rights": In(g.rights),
@@ -204,12 +204,18 @@ class CacheArray(wiring.Component):
         m = Module()
         g = self._g
         f = g.layout.members
+
         m.submodules.mem = mem = Memory(shape=g.layout, depth=self._entries, init=[])
         rd = mem.read_port(domain="comb")
         wr = mem.write_port()
-        s = rd.data
+        t = p = rd.data
+        m.d.sync += self.index.eq(self.index_next)
         m.d.comb += [rd.addr.eq(self.index), wr.addr.eq(self.wr_index), wr.en.eq(self.wr_en),
-                     self.slot.eq(s)]
+                     self.slot.frame.eq(p.frame), self.slot.rights.eq(p.rights)]
+        if g.tlb:
+            m.d.comb += self.slot.dirty.eq(p.dirty)
+        if "memtype" in f:
+            m.d.comb += self.slot.memtype.eq(p.memtype)
 
         w = wr.data
         m.d.comb += [w.valid.eq(self.wr_valid), w.hroot.eq(self.wr_hroot),
@@ -223,27 +229,26 @@ class CacheArray(wiring.Component):
         if "memtype" in f:
             m.d.comb += w.memtype.eq(self.wr_memtype)
 
-        # The lookup register: the slot's payload and one equal bit per byte of each tag.
-        ctx_chunk, page_chunk = self._chunks
-
+        # The lookup register: the slot's payload and one equal bit per chunk of each tag.
         def register(name, value):
             reg = Signal(len(value), name=f"r_{name}", reset_less=True)
             m.d.sync += reg.eq(value)
             return reg
 
-        m.d.comb += [self.valid.eq(register("valid", s.valid)),
-                     self.frame.eq(register("frame", s.frame)),
-                     self.rights.eq(register("rights", s.rights)),
-                     self.hroot_eq.eq(register("hroot_eq",
-                                               _chunks(s.hroot, self.hroot, ctx_chunk)).all())]
+        def tag_eq(name, a, b):
+            equal = register(name, _chunks(a, b, self._chunk)).all()
+            return register(name + "_all", equal) if self._settle else equal
+
+        m.d.comb += [self.valid.eq(register("valid", t.valid)),
+                     self.frame.eq(register("frame", p.frame)),
+                     self.rights.eq(register("rights", p.rights)),
+                     self.hroot_eq.eq(tag_eq("hroot_eq", t.hroot, self.hroot))]
         if "page" in f:
-            page_eq = register("page_eq", _chunks(s.page, self.key[g.tag_lsb:], page_chunk))
-            m.d.comb += self.page_eq.eq(page_eq.all())
+            m.d.comb += self.page_eq.eq(tag_eq("page_eq", t.page, self.key[g.tag_lsb:]))
         if g.guest:
-            cr3_eq = register("cr3_eq", _chunks(s.cr3, self.cr3, ctx_chunk))
-            m.d.comb += self.cr3_eq.eq(cr3_eq.all())
+            m.d.comb += self.cr3_eq.eq(tag_eq("cr3_eq", t.cr3, self.cr3))
         if g.tlb:
-            m.d.comb += self.dirty.eq(register("dirty", s.dirty))
+            m.d.comb += self.dirty.eq(register("dirty", p.dirty))
         if "memtype" in f:
-            m.d.comb += self.memtype.eq(register("memtype", s.memtype))
+            m.d.comb += self.memtype.eq(register("memtype", p.memtype))
         return m

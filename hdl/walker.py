@@ -41,6 +41,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from thermocline import layouts as L
+from thermocline.layouts import PAGE_SHIFT
 from .axi import AxiParams, Burst, axi4_signature
 from .layouts import pack, struct
 from .walkcache import ARRAYS, GPWC, GTLB, HPWC, NTLB, CacheArray, root_tag, root_tag_width
@@ -83,6 +84,15 @@ def _fill_layout(host, pa_bits):
 def _pick(code, level_1, level_2, level_3, level_4):
     """The value for the level ``code + 1`` (``code``: a 2-bit signal)."""
     return Mux(code[1], Mux(code[0], level_4, level_3), Mux(code[0], level_2, level_1))
+
+
+def _or(values):
+    """The OR of ``values`` (a one-hot choice when each is gated by its select)."""
+    values = list(values)
+    result = values[0]
+    for value in values[1:]:
+        result = result | value
+    return result
 
 
 def _index(addr, code):
@@ -192,12 +202,10 @@ class Walker(wiring.Component):
         cnt = self.counters
 
         # Counter increments are registered events, applied the cycle after (``busy`` stays
-        # high until they are).
+        # high until they are); ``direct`` increments come from registers already.
         events = Signal(len(COUNTERS))
+        direct = {name: Const(0) for name in COUNTERS}
         m.d.sync += events.eq(0)
-        for i, name in enumerate(COUNTERS):
-            with m.If(events[i]):
-                m.d.sync += getattr(cnt, name).eq(getattr(cnt, name) + 1)
 
         def inc(name):
             m.d.sync += events[COUNTERS.index(name)].eq(1)
@@ -207,10 +215,13 @@ class Walker(wiring.Component):
         arrays = []
         for (kind, level, _), entries in zip(ARRAYS, sizes):
             if entries:
-                # Read at a registered index, compared with registers: 32 bits reduce to one
-                # in the lookup cycle.
+                # Read at a registered index and compared with registers, two bits to one in
+                # the lookup cycle (one LUT level after the read). Guest arrays reduce each
+                # tag to one bit in the next cycle (a request is accepted once its guest
+                # lookup is registered, so this costs no cycle).
                 a = CacheArray(kind=kind, level=level, entries=entries, host=host, pa_bits=pa,
-                               ctx_chunk=32, page_chunk=32)
+                               chunk=2 if kind in ("gtlb", "gpwc") else 8,
+                               settle=kind in ("gtlb", "gpwc"))
                 m.submodules[f"{kind}{level}"] = a
                 arrays.append(a)
             else:
@@ -219,10 +230,6 @@ class Walker(wiring.Component):
         def field_of(n, name, width):
             """Field ``name`` of array ``n``'s lookup register (0 if the array is left out)."""
             return getattr(arrays[n], name) if arrays[n] is not None else Const(0, width)
-
-        def field_of_slot(n):
-            """The frame of the slot array ``n`` reads this cycle."""
-            return arrays[n].slot.frame if arrays[n] is not None else Const(0, fw)
 
 
         def hit(n):
@@ -244,10 +251,17 @@ class Walker(wiring.Component):
 
         # --- walk state ----------------------------------------------------------------------
         attempts = Signal(4, reset_less=True)
+        last_attempt = Signal(reset_less=True)    # attempts == max_restarts
         any_ref = Signal(reset_less=True)         # a memory reference succeeded
         spec = Signal(reset_less=True)            # the host lookup assumed the 4K guest slot
+        spec_resp = Signal()                      # RESP entered before the nested TLB hit
+        upd_empty = Signal(reset_less=True)       # no update record pushed this attempt
         g_use = Signal(3, reset_less=True)        # guest TLB slot used, one-hot by level
         g_start = Signal(2, reset_less=True)      # level a guest walk starts at, minus 1
+        g_src = Signal(2, reset_less=True)        # the final GPA: walk, 2M/1G/4K TLB slot
+        g_goto = Signal(7, reset_less=True)       # ... what ht_gpa becomes (one-hot): kept,
+                                                  # a 2M or 1G slot's GPA, a walk's first
+                                                  # entry's GPA (at level 1, 2, 3 or 4)
         g_level = Signal(3, reset_less=True)
         g_rights = Signal(3, reset_less=True)     # rw, us, xd
         ht_gpa = Signal(pa, reset_less=True)      # GPA being translated; a command's address
@@ -258,6 +272,8 @@ class Walker(wiring.Component):
         ht_level = Signal(3, reset_less=True)
         ht_rights = Signal(hrw, reset_less=True)
         hs_start = Signal(2, reset_less=True)     # level a host walk starts at, minus 1
+        hd_use = Signal(3, reset_less=True)       # nested TLB slot used, one-hot by level
+        hs_use = Signal(4, reset_less=True)       # ... else the host walk's start, one-hot
         hd_tlb = Signal(reset_less=True)          # host result: nested TLB (else the walk)
         hd_level = Signal(2, reset_less=True)     # host result: leaf level
         w_frame = Signal(fw, reset_less=True)     # host result of a walk: frame,
@@ -272,24 +288,26 @@ class Walker(wiring.Component):
         m.d.comb += as_write.eq(ad & (r_write | ~ht_final))
 
         # --- invalidation command ----------------------------------------------------------
-        inv_op = Signal(3)                        # resets to "all": the sweep after reset
-        inv_m_cr3 = Signal(reset_less=True)
-        inv_m_hr = Signal(reset_less=True)
-        inv_size = Signal(2, reset_less=True)
+        # Decoded when accepted; "all" and a sweep after reset.
+        inv_all = Signal(init=1)                  # drop every slot
+        inv_sweep = Signal(init=1)                # visit every slot ("all", "root")
+        inv_gva = Signal(reset_less=True)         # guest slots of the address's page
+        inv_gpa = Signal(reset_less=True)         # host slots of the address's page
+        inv_groot = Signal(reset_less=True)       # guest slots of the roots ("root")
+        inv_hroot = Signal(reset_less=True)       # host slots of the host root ("root")
+        inv_scan = Signal(3, reset_less=True)     # the nested TLB slot (by level) of the page
+        cr3_any = Signal(reset_less=True)         # no guest root to match
+        hroot_any = Signal(reset_less=True)       # no host root to match
         k_cr3_ok = Signal(reset_less=True)        # the command's CR3 could be a request's,
         k_hroot_ok = Signal(reset_less=True)      # ... its host root too,
         key_ok = Signal(reset_less=True)          # ... its address a GPA
-        sweeping = (inv_op == INV["all"]) | (inv_op == INV["root"])
         max_depth = max(sizes + [1])
         sweep = Signal(max(1, ceil_log2(max_depth)))
-        sweep_next = Signal.like(sweep)
+        sweep_end = Signal()                       # the slot being dropped is the last
         # What the arrays look up, as flip-flops (not decoded from the state): the request
         # being offered (while idle), every slot in turn (while sweeping).
         primed = Signal()                          # the lookup is of the request on offer
         sel_sweep = Signal(init=1)
-        sel_sweep_next = Signal()
-        m.d.comb += [sweep_next.eq(sweep), sel_sweep_next.eq(sel_sweep)]
-        m.d.sync += [sweep.eq(sweep_next), sel_sweep.eq(sel_sweep_next)]
 
         # --- fault -----------------------------------------------------------------------------
         f_kind = Signal(4, reset_less=True)
@@ -298,11 +316,6 @@ class Walker(wiring.Component):
         f_p = Signal(reset_less=True)             # P of a #PF or NPF
         f_rsvd = Signal(reset_less=True)          # RSVD of a #PF or NPF
         f_rights = Signal(hrw, reset_less=True)   # host rights of an EPT violation
-
-        def fault(kind, level=0, resp=0, present=0, rsvd=0, rights=0):
-            m.d.sync += [f_kind.eq(FAULT[kind]), f_level.eq(level), f_resp.eq(resp),
-                         f_p.eq(present), f_rsvd.eq(rsvd), f_rights.eq(rights)]
-            m.next = "RESP"
 
         # --- update and fill lists ---------------------------------------------------------
         m.submodules.upd = upd_mem = Memory(shape=_upd_layout(pa), depth=LIST_DEPTH, init=[])
@@ -333,12 +346,13 @@ class Walker(wiring.Component):
                    Mux(u_set_a, X.A.mask, 0) | Mux(u_set_d, X.D.mask, 0))
         m.d.comb += axi.wdata.eq(e_r | bits)
 
+        u_last = Signal(reset_less=True)           # ... and is the last one
+
         def take_record(following):
-            """Start on the record the list shows; the list is to show ``following`` next."""
+            """Take the record the list shows; the list is to show record ``following``."""
             m.d.sync += [rd_addr.eq(rec.addr), u_old.eq(rec.old), u_host.eq(rec.host),
                          u_set_a.eq(rec.set_a), u_set_d.eq(rec.set_d), u_level.eq(rec.level),
-                         upd_ra.eq(following)]
-            m.next = "UPD_AR"
+                         upd_ra.eq(following), u_last.eq(following == upd_n)]
         u_changed = Signal(reset_less=True)       # the entry changed since the walk read it
         u_need = Signal(reset_less=True)          # its A/D bits are still missing
 
@@ -357,7 +371,7 @@ class Walker(wiring.Component):
         m.d.comb += [upd_w.en.eq(p_upd), upd_w.addr.eq(upd_n), fill_w.en.eq(p_fill),
                      fill_w.addr.eq(fill_n)]
         with m.If(p_upd):
-            m.d.sync += upd_n.eq(upd_n + 1)
+            m.d.sync += [upd_n.eq(upd_n + 1), upd_empty.eq(0)]
         with m.If(p_fill):
             m.d.sync += fill_n.eq(fill_n + 1)
 
@@ -440,17 +454,18 @@ class Walker(wiring.Component):
         g_ok_r = Signal(reset_less=True)          # ... the guest rights allow the access
 
         e = e_r
-        h_leaf = Signal()
-        h_present = Signal()
+        h_leaf = Signal(reset_less=True)           # ... the host entry is a leaf,
+        h_present = Signal(reset_less=True)        # ... present;
+        g_leaf = Signal(reset_less=True)           # ... the guest entry is a leaf;
+        h_next = Signal(pa - 3, reset_less=True)   # ... what the entries lead to
+        g_next = Signal(pa, reset_less=True)
         h_rights_new = Signal(hrw)
-        m.d.comb += [h_leaf.eq(leaf_at(e, ht_level)), h_rights_new.eq(host_rights(e)),
-                     h_present.eq(e[0:3] != 0 if ept else e[X.P.lsb])]
+        m.d.comb += h_rights_new.eq(host_rights(e))
         memtype = e[H.MEMTYPE.lsb:H.MEMTYPE.lsb + 3] if ept else Const(0, 3)
         h_need_a = ad & ~e[H.A.lsb]
         h_need_d = ad & h_leaf & as_write & ~e[H.D.lsb]
-        g_leaf = Signal()
         g_rights_new = Signal(3)
-        m.d.comb += [g_leaf.eq(leaf_at(e, g_level)), g_rights_new.eq(guest_rights(e))]
+        m.d.comb += g_rights_new.eq(guest_rights(e))
         g_need_a = ~e[X.A.lsb]
         g_need_d = g_leaf & r_write & ~e[X.D.lsb]
 
@@ -472,14 +487,24 @@ class Walker(wiring.Component):
                                                field_of(NTLB[3], "memtype", 3))), w_memtype)
         else:
             hres_memtype = Const(0, 3)
+
+        def host_addr(tlb):
+            """The HPA ht_gpa translates to (``tlb``: by the nested TLB slot used; or else
+            as hd_tlb says)."""
+            def frame(lo, hi):
+                """Frame bits ``lo:hi`` (counted from address bit 12) of the leaf."""
+                one = nf[1][lo:hi]
+                two = nf[2][lo - 9:hi - 9] if lo >= 9 else one
+                three = nf[3][lo - 18:hi - 18] if lo >= 18 else two
+                slot = Mux(hd_level == 1, one, Mux(hd_level == 2, two, three))
+                return slot if tlb else Mux(hd_tlb, slot, w_frame[lo:hi])
+            return Cat(ht_gpa[:12],
+                       Mux(hd_level == 1, frame(0, 9), ht_gpa[12:21]),
+                       Mux(hd_level == 3, ht_gpa[21:30], frame(9, 18)),
+                       frame(18, fw))
+
         hres_addr = Signal(pa)                    # the HPA ht_gpa translates to
-        m.d.comb += hres_addr.eq(Cat(
-            ht_gpa[:12],
-            Mux(hd_level == 1, Mux(hd_tlb, nf[1][0:9], w_frame[0:9]), ht_gpa[12:21]),
-            Mux(hd_level == 3, ht_gpa[21:30],
-                Mux(hd_tlb, Mux(hd_level == 1, nf[1][9:18], nf[2][0:9]), w_frame[9:18])),
-            Mux(hd_tlb, Mux(hd_level == 1, nf[1][18:], Mux(hd_level == 2, nf[2][9:], nf[3])),
-                w_frame[18:])))
+        m.d.comb += hres_addr.eq(host_addr(tlb=False))
 
         # --- root checks ---------------------------------------------------------------------
         def root_bad(h):
@@ -522,7 +547,7 @@ class Walker(wiring.Component):
             rp.FAULT.eq(f_kind),
             rp.CODE.eq(Mux(f_kind == FAULT["page_fault"], pf_code,
                            Mux(f_kind == host_kind, host_code, 0))),
-            rp.ADDR.eq(Mux(addr_fault, Cat(Const(0, 3), rd_addr), 0)),
+            rp.ADDR.eq(Mux(addr_fault, Cat(Const(0, 3), p_addr), 0)),
             rp.LEVEL.eq(Mux(ok, 0, f_level)),
             rp.RESP.eq(Mux(ok, 0, f_resp)),
             rp.GPA.eq(Mux(ok | host_fault, ht_gpa, 0)),
@@ -540,40 +565,55 @@ class Walker(wiring.Component):
             """Start another attempt: the guest decision next cycle, and meanwhile the host
             lookup of the GPA the 4K guest TLB slot gives."""
             m.d.sync += [upd_n.eq(0), fill_n.eq(0), upd_i.eq(0), upd_i1.eq(1), upd_ra.eq(0),
-                         ht_final.eq(1)]
+                         upd_empty.eq(1), ht_final.eq(1)]
             m.d.comb += ht_gpa_next.eq(Cat(r_va[:12], field_of(GTLB[1], "frame", fw)))
             m.next = "G"
 
         def to_idle():
-            m.d.comb += sel_sweep_next.eq(0)
             m.next = "IDLE"
 
-        def success():
+        def count_success():
             with m.If(any_ref):
                 inc("walks")
             with m.Else():
                 inc("tlb_hits")
+
+        def success():
+            count_success()
             m.next = "RESP"
 
-        def translate(gpa, final):
-            """Translate ``gpa`` through the host dimension (lookup next cycle)."""
-            m.d.sync += ht_final.eq(final)
-            m.d.comb += ht_gpa_next.eq(gpa)
-            m.next = "HT_LOOK"
+        # Where the nested decision leads: the guest entry the nested TLB slot used locates
+        # (levels 1, 2, 3), or the first entry of the host walk (starting at level 1, 2, 3
+        # from a host PWC slot, or at the root). Every candidate is a wiring of registers.
+        roots = [field_of(HPWC[lvl], "frame", fw) for lvl in (2, 3, 4)]
+        roots.append(k_hroot[3:] if ept else k_hroot[12:])
+        host_next = _or(
+            [Mux(hd_use[lvl - 1], Cat(ht_gpa[3:PAGE_SHIFT[lvl]], nf[lvl]), 0)
+             for lvl in (1, 2, 3)]
+            + [Mux(hs_use[code], Cat(_index(ht_gpa, Const(code, 2)), roots[code]), 0)
+               for code in range(4)])
 
-        def start_guest_entry(table, code, rights):
-            """Read the guest entry for ``r_va`` at level ``code + 1`` of the guest table
-            ``table``."""
-            m.d.sync += [g_level.eq(code + 1), g_rights.eq(rights)]
-            translate(Cat(Const(0, 3), _index(r_va, code), table), 0)
+        def start_host_walk():
+            """Read the host entry for ht_gpa at the level the host PWC gives."""
+            rights = _pick(hs_start, field_of(HPWC[2], "rights", hrw),
+                           field_of(HPWC[3], "rights", hrw), field_of(HPWC[4], "rights", hrw),
+                           Const(0b1111 if ept else 0b011, hrw))
+            m.d.sync += [ht_level.eq(hs_start + 1), ht_rights.eq(rights),
+                         rd_addr.eq(host_next)]
+            m.next = "HT_AR"
 
         def advance():
-            """The update-list record ``upd_i`` is done; the list shows the next one."""
+            """Take the next update-list record (the list shows it), unless the attempt ends
+            meanwhile (then taking it is harmless)."""
             m.d.sync += [upd_i.eq(upd_i1), upd_i1.eq(upd_i1 + 1)]
-            with m.If(upd_i1 == upd_n):
+            take_record(upd_i1 + 1)
+
+        def next_record():
+            """The current record is done."""
+            with m.If(u_last):
                 success()
             with m.Else():
-                take_record(upd_i1 + 1)
+                m.next = "UPD_AR"
 
         t_hit = {lvl: hit(GTLB[lvl]) for lvl in (1, 2, 3)}
         gp_hit = {lvl: hit(GPWC[lvl]) for lvl in (4, 3, 2)}
@@ -612,32 +652,39 @@ class Walker(wiring.Component):
             if a is None:
                 return Const(0)
             kind, level, _ = ARRAYS[n]
-            op = inv_op
             same_root = a.hroot_eq & k_hroot_ok
-            hr_ok = ~inv_m_hr | same_root
+            hr_ok = hroot_any | same_root
             if a.guest:
-                page = a.page_matches
-                cr3_match = ~inv_m_cr3 | (a.cr3_eq & k_cr3_ok)
-                match = Mux(op == INV["all"], 1,
-                            Mux(op == INV["gva"], page & cr3_match & hr_ok,
-                                Mux(op == INV["root"],
-                                    (inv_m_cr3 | inv_m_hr) & cr3_match & hr_ok, 0)))
+                cr3_ok = cr3_any | (a.cr3_eq & k_cr3_ok)
+                match = ((inv_gva & a.page_matches) | inv_groot) & cr3_ok & hr_ok
             else:
                 page = a.page_matches & key_ok
-                scan_hit = 0
+                match = (inv_gpa & page & hr_ok) | (inv_hroot & same_root)
                 if kind == "ntlb":
-                    scan_hit = ((op == INV["scan_clear"]) & (inv_size == level - 1)
-                                & page & same_root)
-                match = Mux(op == INV["all"], 1,
-                            Mux(op == INV["gpa"], page & hr_ok,
-                                Mux(op == INV["root"], inv_m_hr & ~inv_m_cr3 & hr_ok,
-                                    scan_hit)))
-            return a.valid & match
+                    match |= inv_scan[level - 1] & page & same_root
+            return a.valid & (inv_all | match)
 
         drops = Signal(len(ARRAYS))               # the slot looked up is to be dropped
 
+        m.d.sync += spec_resp.eq(0)
+
+        # The nested decision is counted the cycle after, from its registers (it answers a
+        # request the cycle after at the earliest; the events of success come later).
+        checked = Signal()
+        m.d.sync += checked.eq(0)
+        answered = checked & hd_tlb & ht_final & upd_empty
+        direct.update(ntlb_hits=checked & hd_tlb, walks=answered & any_ref,
+                      tlb_hits=answered & ~any_ref)
+        for start, lvl in ((0, 2), (1, 3), (2, 4)):
+            direct[f"hpwc_hits_{lvl}"] = checked & ~hd_tlb & (hs_start == start)
+        for i, name in enumerate(COUNTERS):
+            with m.If(events[i] | direct[name]):
+                m.d.sync += getattr(cnt, name).eq(getattr(cnt, name) + 1)
+
+        m.d.sync += last_attempt.eq(attempts == p["max_restarts"])
+
         # --- the machine -------------------------------------------------------------------
-        # After reset the machine starts by sweeping every cache array (inv_op resets to the
+        # After reset the machine starts by sweeping every cache array (inv_all resets to the
         # "all" command), so no slot filled before the reset survives it.
         with m.FSM(init="INV") as fsm:
             with m.State("IDLE"):
@@ -648,13 +695,20 @@ class Walker(wiring.Component):
                     r_va.eq(Mux(self.inv.valid, cmd.ADDR[:48], req.GVA[:48])),
                     k_cr3.eq(Mux(self.inv.valid, cmd.CR3[12:pa], req.CR3[12:pa])),
                     k_hroot.eq(root_tag(Mux(self.inv.valid, cmd.HROOT, req.HROOT), host, pa)),
-                    inv_op.eq(cmd.OP), inv_m_cr3.eq(cmd.MATCH_CR3),
-                    inv_m_hr.eq(cmd.MATCH_HROOT), inv_size.eq(cmd.SIZE),
+                    inv_all.eq(cmd.OP == INV["all"]),
+                    inv_sweep.eq((cmd.OP == INV["all"]) | (cmd.OP == INV["root"])),
+                    inv_gva.eq(cmd.OP == INV["gva"]), inv_gpa.eq(cmd.OP == INV["gpa"]),
+                    inv_groot.eq((cmd.OP == INV["root"]) & (cmd.MATCH_CR3 | cmd.MATCH_HROOT)),
+                    inv_hroot.eq((cmd.OP == INV["root"]) & cmd.MATCH_HROOT & ~cmd.MATCH_CR3),
+                    inv_scan.eq(Cat(*((cmd.OP == INV["scan_clear"]) & (cmd.SIZE == lvl - 1)
+                                      for lvl in (1, 2, 3)))),
+                    cr3_any.eq(~cmd.MATCH_CR3), hroot_any.eq(~cmd.MATCH_HROOT),
                     k_cr3_ok.eq((cmd.CR3 & above) == 0), k_hroot_ok.eq(~root_bad(cmd.HROOT)),
                     key_ok.eq((cmd.ADDR & above) == 0),
                     r_write.eq(req.WRITE), r_fetch.eq(req.FETCH), r_user.eq(req.USER),
                     attempts.eq(0), any_ref.eq(0), ht_final.eq(1),
                     upd_n.eq(0), fill_n.eq(0), upd_i.eq(0), upd_i1.eq(1), upd_ra.eq(0),
+                    upd_empty.eq(1),
                     f_kind.eq(Mux(~canonical, FAULT["gp"],
                                   Mux(cr3_bad | root_bad(req.HROOT), FAULT["bad_root"], 0))),
                     f_level.eq(0), f_resp.eq(0),
@@ -662,12 +716,12 @@ class Walker(wiring.Component):
                 # The host arrays look up the GPA of the 4K guest TLB slot next.
                 m.d.comb += ht_gpa_next.eq(Mux(self.inv.valid, cmd.ADDR[:pa],
                                                Cat(req.GVA[:12],
-                                                   field_of_slot(GTLB[1]))))
+                                                   field_of(GTLB[1], "frame", fw))))
                 with m.If(self.inv.valid):
                     m.d.comb += self.inv.ready.eq(1)
-                    m.d.comb += [sweep_next.eq(0),
-                                 sel_sweep_next.eq((cmd.OP == INV["all"]) | (cmd.OP == INV["root"]))]
-                    m.next = "INV"
+                    m.d.sync += [sweep.eq(0),
+                                 sel_sweep.eq((cmd.OP == INV["all"]) | (cmd.OP == INV["root"]))]
+                    m.next = "INV_START"
                 with m.Elif(self.req.valid & primed):
                     m.d.comb += self.req.ready.eq(1)
                     inc("requests")
@@ -675,7 +729,13 @@ class Walker(wiring.Component):
 
             # --- guest decision: the guest TLB and PWC slots were read at acceptance ---------
             with m.State("G"):
-                m.d.sync += [g_use.eq(first_usable(t_hit, t_ok)), spec.eq(1),
+                use = Signal(3, name="g_use_now")
+                m.d.comb += use.eq(first_usable(t_hit, t_ok))
+                walk = Cat(gp_hit[2], ~gp_hit[2] & gp_hit[3], ~gp_hit[2] & ~gp_hit[3] & gp_hit[4],
+                           ~gp_hit[2] & ~gp_hit[3] & ~gp_hit[4])
+                m.d.sync += [g_use.eq(use), spec.eq(1),
+                             g_src.eq(Mux(use[0], 3, Mux(use[1], 1, Mux(use[2], 2, 0)))),
+                             g_goto.eq(Cat(use, Mux(use != 0, 0, walk))),
                              g_start.eq(Mux(gp_hit[2], 0, Mux(gp_hit[3], 1,
                                                               Mux(gp_hit[4], 2, 3))))]
                 with m.If(f_kind != 0):
@@ -687,76 +747,66 @@ class Walker(wiring.Component):
             with m.State("HT_LOOK"):
                 m.next = "HT_CHECK"
 
+            # The decision only loads registers; the next state depends on registers alone.
+            # A final translation without pending updates goes straight to RESP, which
+            # answers if the nested TLB hit and starts the host walk otherwise.
             with m.State("HT_CHECK"):
-                m.d.sync += spec.eq(0)
-                with m.If(spec):                   # count the guest decision
+                use = Signal(3, name="n_use_now")
+                m.d.comb += use.eq(first_usable(n_hit, n_ok))
+                dispatch = spec & (g_src != 3)     # not translating the 4K slot's GPA
+                m.d.sync += [spec.eq(0), hd_tlb.eq(use != 0),
+                             hd_level.eq(Mux(use[0], 1, Mux(use[1], 2, 3))),
+                             hd_use.eq(use),
+                             hs_use.eq(Mux(use != 0, 0, Cat(
+                                 hp_hit[2], ~hp_hit[2] & hp_hit[3],
+                                 ~hp_hit[2] & ~hp_hit[3] & hp_hit[4],
+                                 ~hp_hit[2] & ~hp_hit[3] & ~hp_hit[4]))),
+                             hs_start.eq(Mux(hp_hit[2], 0, Mux(hp_hit[3], 1,
+                                                              Mux(hp_hit[4], 2, 3))))]
+                with m.If(spec):                   # the guest decision: count it, use it
                     with m.If(g_use != 0):
                         inc("gtlb_hits")
                     for start, lvl in ((0, 2), (1, 3), (2, 4)):
                         with m.If((g_use == 0) & (g_start == start)):
                             inc(f"gpwc_hits_{lvl}")
-                with m.If(spec & ~g_use[0]):
-                    # The guest decision did not use the 4K slot: a larger guest page, or
-                    # a guest walk.
-                    with m.If(g_use[1]):
-                        m.d.sync += [res_glevel.eq(2),
-                                     res_grights.eq(field_of(GTLB[2], "rights", 3))]
-                        translate(Cat(r_va[:21], field_of(GTLB[2], "frame", fw - 9)), 1)
-                    with m.Elif(g_use[2]):
-                        m.d.sync += [res_glevel.eq(3),
-                                     res_grights.eq(field_of(GTLB[3], "rights", 3))]
-                        translate(Cat(r_va[:30], field_of(GTLB[3], "frame", fw - 18)), 1)
-                    with m.Else():
-                        def pwc(lvl, name, width):
-                            return field_of(GPWC[lvl], name, width)
-                        table = _pick(g_start, pwc(2, "frame", fw), pwc(3, "frame", fw),
-                                      pwc(4, "frame", fw), k_cr3)
-                        rights = _pick(g_start, pwc(2, "rights", 3), pwc(3, "rights", 3),
-                                       pwc(4, "rights", 3), Const(0b011, 3))
-                        start_guest_entry(table, g_start, rights)
+                    m.d.sync += [
+                        res_glevel.eq(_pick(g_src, 1, 2, 3, 1)),
+                        res_grights.eq(_pick(g_src, 0, field_of(GTLB[2], "rights", 3),
+                                             field_of(GTLB[3], "rights", 3),
+                                             field_of(GTLB[1], "rights", 3))),
+                        g_level.eq(g_start + 1),
+                        g_rights.eq(_pick(g_start, field_of(GPWC[2], "rights", 3),
+                                          field_of(GPWC[3], "rights", 3),
+                                          field_of(GPWC[4], "rights", 3), 0b011)),
+                    ]
+                m.d.sync += checked.eq(~dispatch)
+                # Where the guest decision leads (then, until the next one: nowhere new).
+                tables = [field_of(GPWC[lvl], "frame", fw) for lvl in (2, 3, 4)] + [k_cr3]
+                m.d.comb += ht_gpa_next.eq(_or(
+                    [Mux(g_goto[0], ht_gpa, 0),
+                     Mux(g_goto[1], Cat(r_va[:21], field_of(GTLB[2], "frame", fw - 9)), 0),
+                     Mux(g_goto[2], Cat(r_va[:30], field_of(GTLB[3], "frame", fw - 18)), 0)]
+                    + [Mux(g_goto[3 + code],
+                           Cat(Const(0, 3), _index(r_va, Const(code, 2)), tables[code]), 0)
+                       for code in range(4)]))
+                m.d.sync += g_goto.eq(1)
+                with m.If(dispatch):
+                    m.d.sync += ht_final.eq(g_src != 0)
+                    m.next = "HT_LOOK"
+                with m.Elif(ht_final & upd_empty):
+                    m.d.sync += spec_resp.eq(1)
+                    m.next = "RESP"
                 with m.Else():
-                    with m.If(spec):
-                        m.d.sync += [res_glevel.eq(1),
-                                     res_grights.eq(field_of(GTLB[1], "rights", 3))]
-                    use = Signal(3, name="n_use_now")
-                    m.d.comb += use.eq(first_usable(n_hit, n_ok))
-                    with m.If(use != 0):
-                        inc("ntlb_hits")
-                        m.d.sync += [hd_tlb.eq(1),
-                                     hd_level.eq(Mux(use[0], 1, Mux(use[1], 2, 3)))]
-                        with m.If(~ht_final):
-                            m.next = "HT_DONE"
-                        with m.Elif(upd_n == 0):
-                            success()
-                        with m.Else():
-                            m.next = "UPD_FETCH"
-                    with m.Else():
-                        m.d.sync += hs_start.eq(Mux(hp_hit[2], 0, Mux(hp_hit[3], 1,
-                                                                      Mux(hp_hit[4], 2, 3))))
-                        with m.If(hp_hit[2]):
-                            inc("hpwc_hits_2")
-                        with m.Elif(hp_hit[3]):
-                            inc("hpwc_hits_3")
-                        with m.Elif(hp_hit[4]):
-                            inc("hpwc_hits_4")
-                        m.next = "HT_START"
+                    m.next = "HT_NEXT"
 
-            with m.State("HT_START"):
-                def pwc(lvl, name, width):
-                    return field_of(HPWC[lvl], name, width)
-                root = k_hroot[3:] if ept else k_hroot[12:]
-                table = _pick(hs_start, pwc(2, "frame", fw), pwc(3, "frame", fw),
-                              pwc(4, "frame", fw), root)
-                rights = _pick(hs_start, pwc(2, "rights", hrw), pwc(3, "rights", hrw),
-                               pwc(4, "rights", hrw), Const(0b1111 if ept else 0b011, hrw))
-                m.d.sync += [ht_level.eq(hs_start + 1), ht_rights.eq(rights),
-                             rd_addr.eq(Cat(_index(ht_gpa, hs_start), table))]
-                m.next = "HT_AR"
-
-            with m.State("HT_DONE"):
-                # The guest entry's GPA is translated by the nested TLB: read the entry.
-                m.d.sync += rd_addr.eq(hres_addr[3:])
-                m.next = "GW_AR"
+            with m.State("HT_NEXT"):
+                with m.If(~hd_tlb):
+                    start_host_walk()
+                with m.Elif(ht_final):
+                    m.next = "UPD_FETCH"
+                with m.Else():                     # read the guest entry
+                    m.d.sync += rd_addr.eq(host_next)
+                    m.next = "GW_AR"
 
             # --- memory reads: address, then the data registered, then decoded ---------------
             for kind in ("HT", "GW", "UPD"):
@@ -790,14 +840,7 @@ class Walker(wiring.Component):
                     hd_tlb.eq(0), hd_level.eq(ht_level), w_frame.eq(e[12:pa]),
                     w_rights.eq(h_rights_new), w_memtype.eq(memtype),
                 ]
-                with m.If(~resp_r[1] & ~misconfigured):   # else ADDR reports rd_addr
-                    m.d.sync += rd_addr.eq(Mux(
-                        h_leaf,
-                        # a leaf translating a guest entry's GPA: the entry's address
-                        Cat(ht_gpa[3:12], Mux(ht_level == 1, e[12:21], ht_gpa[12:21]),
-                            Mux(ht_level == 3, ht_gpa[21:30], e[21:30]), e[30:pa]),
-                        # a table: its entry at the next level
-                        Cat(_index(ht_gpa, ht_level - 2), e[12:pa])))
+                m.d.sync += rd_addr.eq(h_next)
                 with m.If(~usable):
                     m.next = "RESP"
                 with m.Else():
@@ -821,13 +864,7 @@ class Walker(wiring.Component):
                     res_glevel.eq(g_level), res_grights.eq(g_rights_new),
                     ht_final.eq(g_leaf),
                 ]
-                m.d.comb += ht_gpa_next.eq(Mux(
-                    g_leaf,
-                    # the leaf: the final GPA
-                    Cat(r_va[:12], Mux(g_level == 1, e[12:21], r_va[12:21]),
-                        Mux(g_level == 3, r_va[21:30], e[21:30]), e[30:pa]),
-                    # a table: the GPA of its entry at the next level
-                    Cat(Const(0, 3), _index(r_va, g_level - 2), e[12:pa])))
+                m.d.comb += ht_gpa_next.eq(g_next)
                 with m.If(~usable):
                     m.next = "RESP"
                 with m.Else():
@@ -843,24 +880,32 @@ class Walker(wiring.Component):
                 m.next = "UPD_FETCH"
 
             with m.State("UPD_FETCH"):
+                take_record(upd_i1)
                 with m.If(upd_i == upd_n):
                     success()
                 with m.Else():
-                    take_record(upd_i1)
+                    m.next = "UPD_AR"
 
             aw_done = Signal()
             w_done = Signal()
             with m.State("UPD_ACT"):
                 m.d.comb += self.lock.eq(1)
+                with m.If(~u_need):                # (rd_addr is the write's address)
+                    advance()
+                conflict = u_changed & last_attempt
+                m.d.sync += [f_kind.eq(Mux(resp_r[1], FAULT["bus_error"],
+                                           Mux(conflict, FAULT["conflict"], 0))),
+                             f_level.eq(Mux(resp_r[1], u_level, 0)),
+                             f_resp.eq(Mux(resp_r[1], resp_r, 0))]
                 with m.If(resp_r[1]):
-                    fault("bus_error", level=u_level, resp=resp_r)
+                    m.next = "RESP"
                 with m.Elif(u_changed):
                     inc("restarts")
-                    with m.If(attempts == p["max_restarts"]):
-                        fault("conflict")
+                    with m.If(conflict):
+                        m.next = "RESP"
                     with m.Else():
                         m.d.sync += attempts.eq(attempts + 1)
-                        restart()
+                        m.next = "RESTART"
                 with m.Elif(u_need):
                     m.d.comb += [axi.awvalid.eq(~aw_done), axi.wvalid.eq(~w_done)]
                     aw_now = aw_done | axi.awready
@@ -871,31 +916,40 @@ class Walker(wiring.Component):
                     with m.Else():
                         m.d.sync += [aw_done.eq(aw_now), w_done.eq(w_now)]
                 with m.Else():
-                    advance()
+                    next_record()
 
             with m.State("UPD_B"):
                 m.d.comb += [axi.bready.eq(1), self.lock.eq(1)]
                 with m.If(axi.bvalid):
+                    advance()
+                    m.d.sync += [f_kind.eq(Mux(axi.bresp[1], FAULT["bus_error"], 0)),
+                                 f_level.eq(u_level), f_resp.eq(axi.bresp)]
                     with m.If(axi.bresp[1]):
-                        fault("bus_error", level=u_level, resp=axi.bresp)
+                        m.next = "RESP"
                     with m.Else():
                         inc("mem_writes")
-                        advance()
+                        next_record()
+
+            with m.State("RESTART"):
+                restart()
 
             # --- response, then the fills, in walk order ----------------------------------
             with m.State("RESP"):
-                m.d.comb += self.resp.valid.eq(1)
-                with m.If(self.resp.ready):
-                    for i, kind in enumerate(L.FAULT_KINDS[1:], start=1):
-                        with m.If(f_kind == i):
-                            inc(f"fault_{kind}")
-                    # A translation's cache fills follow its response; the walker takes
-                    # no request or command before they are done.
-                    m.d.sync += [fill_i.eq(0), fill_pending.eq(0)]
-                    with m.If(ok & (fill_n != 0)):
-                        m.next = "FILL"
-                    with m.Else():
-                        to_idle()
+                with m.If(spec_resp & ~hd_tlb):
+                    start_host_walk()              # the nested TLB missed: no answer yet
+                with m.Else():
+                    m.d.comb += self.resp.valid.eq(1)
+                    with m.If(self.resp.ready):
+                        for i, kind in enumerate(L.FAULT_KINDS[1:], start=1):
+                            with m.If(f_kind == i):
+                                inc(f"fault_{kind}")
+                        # A translation's cache fills follow its response; the walker takes
+                        # no request or command before they are done.
+                        m.d.sync += [fill_i.eq(0), fill_pending.eq(0)]
+                        with m.If(ok & (fill_n != 0)):
+                            m.next = "FILL"
+                        with m.Else():
+                            to_idle()
 
             with m.State("FILL"):
                 m.d.sync += fill_pending.eq(fill_i != fill_n)
@@ -905,19 +959,26 @@ class Walker(wiring.Component):
                     to_idle()
 
             # --- invalidation: look a slot up, then drop it if it matches -----------------
+            with m.State("INV_START"):
+                m.next = "INV"                     # the index registers take the first slot
+
             with m.State("INV"):
+                m.next = "INV_SETTLE"
+
+            with m.State("INV_SETTLE"):             # (the guest arrays' tag matches settle)
                 m.next = "INV_CMP"
 
             with m.State("INV_CMP"):
-                m.d.sync += drops.eq(Cat(drop(n) for n in range(len(ARRAYS))))
+                m.d.sync += [drops.eq(Cat(drop(n) for n in range(len(ARRAYS)))),
+                             sweep.eq(sweep + 1), sweep_end.eq(sweep == max_depth - 1)]
                 m.next = "INV_WRITE"
 
-            with m.State("INV_WRITE"):
+            with m.State("INV_WRITE"):              # (the index registers take the next slot)
                 m.d.sync += drops.eq(0)
-                with m.If(sweeping & (sweep != max_depth - 1)):
-                    m.d.comb += sweep_next.eq(sweep + 1)
+                with m.If(inv_sweep & ~sweep_end):
                     m.next = "INV"
                 with m.Else():
+                    m.d.sync += sel_sweep.eq(0)
                     to_idle()
 
         # One flip-flop per state: no state decoding in front of the datapath. (Synthesis
@@ -930,9 +991,9 @@ class Walker(wiring.Component):
         # idle, answering or filling), then keep looking up the one accepted (or the command's
         # address); host arrays look up ht_gpa. A lookup's result is used the cycle after its
         # operands were set, and while they stay. A request is accepted once it has been on
-        # offer for a cycle: its lookup is then registered, and taken in the acceptance cycle.
-        # The index registers reset with the sweep counter: the sweep after reset starts at
-        # once.
+        # offer for two cycles: its lookup is then registered, and used from the acceptance
+        # cycle on (the 4K guest TLB slot's frame in that cycle already). The arrays' index
+        # registers reset with the sweep counter: the sweep after reset starts at once.
         offering = fsm.ongoing("IDLE") | fsm.ongoing("RESP") | fsm.ongoing("FILL")
         l_va = Signal(36, reset_less=True)         # the guest arrays' operands
         l_cr3 = Signal(fw, reset_less=True)
@@ -943,11 +1004,14 @@ class Walker(wiring.Component):
                          l_hroot.eq(root_tag(Mux(self.inv.valid, cmd.HROOT, req.HROOT),
                                              host, pa)),
                          l_write.eq(req.WRITE), l_fetch.eq(req.FETCH), l_user.eq(req.USER)]
-        m.d.sync += primed.eq(offering & self.req.valid & ~self.inv.valid)
-        for n, a in enumerate(arrays):
+        # The request on offer has been in the operand registers since the last clock edge
+        # (offered), and was looked up in the cycle before (primed, if no slot was written).
+        offered = Signal()
+        on_offer = offering & self.req.valid & ~self.inv.valid
+        m.d.sync += [offered.eq(on_offer), primed.eq(offered & on_offer & ~fill_pending)]
+        for a in arrays:
             if a is None:
                 continue
-            index = Signal(len(a.index), name=f"{a.kind}{ARRAYS[n][1]}_index")
             if a.guest:
                 key_next = Mux(offering, Mux(self.inv.valid, cmd.ADDR[12:48], req.GVA[12:48]),
                                l_va)
@@ -955,16 +1019,33 @@ class Walker(wiring.Component):
             else:
                 key_next = ht_gpa_next[12:]
                 m.d.comb += [a.key.eq(ht_gpa[12:]), a.hroot.eq(k_hroot)]
-            m.d.sync += index.eq(Mux(sel_sweep_next, sweep_next, a.index_of(key_next)))
-            m.d.comb += a.index.eq(index)
+            m.d.comb += a.index_next.eq(Mux(sel_sweep, sweep, a.index_of(key_next)))
 
         # --- the read data, registered with the deep parts of its decoding -------------------
         rdata = axi.rdata
         host_ign = H.A.mask | H.D.mask | L.ENGINE_BITS[host].mask
         guest_ign = X.A.mask | X.D.mask
-        with m.If(axi.rvalid & axi.rready):
+        d_leaf = leaf_at(rdata, ht_level)
+        d_gleaf = leaf_at(rdata, g_level)
+        # (One read at a time, and rready is high while waiting for it: a beat is ours.)
+        with m.If(axi.rvalid):
             m.d.sync += [
                 e_r.eq(rdata), resp_r.eq(axi.rresp),
+                # what a host entry leads to: a guest entry's address (a leaf translating
+                # its GPA) or the entry at the next level (a table)
+                h_next.eq(Mux(d_leaf,
+                              Cat(ht_gpa[3:12], Mux(ht_level == 1, rdata[12:21], ht_gpa[12:21]),
+                                  Mux(ht_level == 3, ht_gpa[21:30], rdata[21:30]),
+                                  rdata[30:pa]),
+                              Cat(_index(ht_gpa, ht_level - 2), rdata[12:pa]))),
+                # what a guest entry leads to: the final GPA (a leaf) or the GPA of the
+                # entry at the next level (a table)
+                g_next.eq(Mux(d_gleaf,
+                              Cat(r_va[:12], Mux(g_level == 1, rdata[12:21], r_va[12:21]),
+                                  Mux(g_level == 3, r_va[21:30], rdata[21:30]), rdata[30:pa]),
+                              Cat(Const(0, 3), _index(r_va, g_level - 2), rdata[12:pa]))),
+                h_leaf.eq(d_leaf), g_leaf.eq(d_gleaf),
+                h_present.eq(rdata[0:3] != 0 if ept else rdata[X.P.lsb]),
                 h_bad_r.eq(host_bad(rdata)), h_ok_r.eq(host_allows(host_rights(rdata), ht_final)),
                 g_bad_r.eq(guest_bad(rdata)), g_ok_r.eq(guest_allows(guest_rights(rdata))),
                 u_changed.eq(((rdata ^ u_old) & ~Mux(u_host, host_ign, guest_ign)) != 0),
@@ -974,13 +1055,15 @@ class Walker(wiring.Component):
         # --- list records of the entry decoded -----------------------------------------------
         host_dec = fsm.ongoing("HT_DEC")
         m.d.sync += [
-            p_host.eq(host_dec), p_addr.eq(rd_addr),
+            p_host.eq(host_dec),
             p_level.eq(Mux(host_dec, ht_level, g_level)),
             p_set_a.eq(Mux(host_dec, h_need_a, g_need_a)),
             p_set_d.eq(Mux(host_dec, h_need_d, g_need_d)),
             p_select.eq(Mux(host_dec, array_of(ht_level, h_leaf, NTLB, HPWC),
                             array_of(g_level, g_leaf, GTLB, GPWC))),
         ]
+        with m.If(~fsm.ongoing("RESP")):          # p_addr: also the address ADDR reports
+            m.d.sync += p_addr.eq(rd_addr)
         m.d.comb += [
             upd_w.data.addr.eq(p_addr), upd_w.data.old.eq(e_r), upd_w.data.host.eq(p_host),
             upd_w.data.set_a.eq(p_set_a), upd_w.data.set_d.eq(p_set_d),

@@ -23,14 +23,14 @@ from amaranth.sim import Simulator
 from hdl.axi import Burst, Resp
 from hdl.prioritizer import CandidateList, lp_step
 from hdl.scanner import STAT_NAMES, HostFormat, Scanner, stat_index
-
-from .helpers import scale
 from model.memory import PhysMem
 from model.pagetable import FrameAllocator, PageTable
 from model.prioritizer import LargePageConfig, lp_step as model_lp_step, rank
 from model.scanner import ScanConfig, drive
 from model.scanner import Scanner as ModelScanner
 from thermocline.layouts import EPT_ENTRY, LPCOUNT, X86_ENTRY
+
+from .helpers import scale
 
 SIZES = {1: 1 << 12, 2: 1 << 21, 3: 1 << 30}
 FMT = {"ept": HostFormat.EPT, "npt": HostFormat.NPT, "ia32e": HostFormat.IA32E}
@@ -58,9 +58,8 @@ def hw_config(cfg: ScanConfig) -> dict:
 class Traffic:
     """What the slave saw, by cycle (for the snoop tests' replay)."""
 
-    reads: list = field(default_factory=list)      # (cycle, [word addr, ...]) per R beat
+    reads: list = field(default_factory=list)      # (cycle, {word addr: value}) per R beat
     writes: list = field(default_factory=list)     # (aw cycle, [word addr, ...]) per write
-    snoops: list = field(default_factory=list)     # (cycle, addr, data)
     ar: list = field(default_factory=list)         # (cycle, addr, beats, size)
 
 
@@ -308,11 +307,9 @@ class Rig:
         ctx.set(dut.done.ready, 1)
         await ctx.tick()
         ctx.set(dut.done.ready, 0)
-        # Let the cleared sink take what the last cycle released.
-        await ctx.tick()
         return stats
 
-    def run(self, bench, deadline_ns=None):
+    def run(self, bench):
         self.sim.add_testbench(bench)
         self.sim.run()
 
