@@ -263,8 +263,10 @@ class AxiMem:
     def fail_address(self, addr: int, resp="SLVERR"):
         """Answer ``resp`` for every beat that touches the 64-bit word at ``addr``.
 
-        Reads of such a beat return ``resp`` (and zero data); writes leave the word unchanged
-        and make the burst's ``BRESP`` at least as severe as ``resp``.
+        A read beat touches the bytes it transfers (all lanes, or ``1 << size`` of them for a
+        narrow beat): such a beat returns ``resp`` (and zero data). A write beat touches the
+        bytes its strobes enable: the word is left unchanged and the burst's ``BRESP`` is at
+        least as severe as ``resp``; other words of the beat are written.
         """
         resp = _resp(resp)
         if resp not in (Resp.SLVERR, Resp.DECERR):
@@ -386,7 +388,8 @@ class AxiMem:
         return info
 
     def _word_resp(self, word_addr: int, lanes: int) -> Resp:
-        """Response of a bus-word access at ``word_addr`` from range and address errors."""
+        """Response of an access to the ``lanes`` bytes at ``word_addr`` from range and
+        address errors."""
         if word_addr < 0 or word_addr + lanes > self.size:
             return Resp.DECERR
         resp = Resp.OKAY
@@ -400,7 +403,9 @@ class AxiMem:
         word_addr = info.beat_addr(n) & ~(lanes - 1)
         resp = self._read_beat_errors.pop((info.index, n), None)
         if resp is None:
-            resp = self._word_resp(word_addr, lanes)
+            # Only the bytes the beat transfers (a narrow beat carries 1 << size of them).
+            nbytes = min(1 << info.size, lanes)
+            resp = self._word_resp(info.beat_addr(n) & ~(nbytes - 1), nbytes)
         if resp in (Resp.SLVERR, Resp.DECERR):
             return 0, resp
         page = self._pages.get(word_addr // PAGE_SIZE)
@@ -419,12 +424,12 @@ class AxiMem:
         page = None
         resp = Resp.OKAY
         for qw in range(0, lanes, 8):
+            mask = (strb >> qw) & 0xFF
+            if not mask:
+                continue                       # bytes not written cannot fail
             err = self._word_errors.get(word_addr + qw)
             if err is not None:
                 resp = _worse(resp, err)
-                continue
-            mask = (strb >> qw) & 0xFF
-            if not mask:
                 continue
             if page is None:
                 page = self._pages.setdefault(word_addr // PAGE_SIZE, bytearray(PAGE_SIZE))

@@ -56,6 +56,21 @@ def run_benchmarks(out: Path, console: Console, *, quick: bool = False) -> dict:
         rows.append(["walker co-simulation", f"{speed['cycles_per_second']:,.0f} cycles/s",
                      f"{speed['responses']} responses checked", "cocotb + Verilator"])
         data["cosim"] = speed
+    from cosim.bench_scanner import scanner_throughput
+    with console.status("hardware scanner: entries per cycle"):
+        scan_hw = scanner_throughput((64, 256) if quick else (64, 128, 256),
+                                     (1, 30) if quick else (1, 10, 30),
+                                     (0.0, 1.0) if quick else (0.0, 0.5, 1.0),
+                                     tables=4 if quick else 16)
+    for r in scan_hw["scanner_throughput"]:
+        rows.append([f"scanner {r['data_width']}-bit @ latency {r['latency']}, "
+                     f"{r['changing']:.0%} changing",
+                     f"{r['leaf_entries_per_cycle']:.2f} entries/cycle (leaf tables)",
+                     f"{r['leaf_ratio_to_limit']:.3f} of {r['data_width'] // 64}/cycle "
+                     f"(target 0.95)",
+                     f"whole pass {r['pass_ratio_to_limit']:.3f} of the limit "
+                     f"({r['tables']} leaf tables + 3 upper)"])
+    data.update(scan_hw)
     write_results(out, "bench", data, ["benchmark", "figure", "against", "note"], rows,
                   console)
     return data

@@ -1,0 +1,179 @@
+"""Replaying another agent's writes in the model's order of reads.
+
+A test that lets another agent (a walker setting A/D bits, software changing an entry) write
+words while the scanner runs records what the memory saw: every read beat and every write,
+by cycle (:class:`Traffic`), and every action of the agent, by cycle. :func:`replay_schedule`
+places each action in the model's sequential order of reads, and :class:`HookMem` applies
+them there while :meth:`model.scanner.Scanner.iter_pass` runs, so the model produces what the
+hardware must have produced for that interleaving.
+"""
+
+import random
+from dataclasses import dataclass, field
+
+from model.memory import PhysMem
+
+from .scan_trees import layout
+
+__all__ = ["Traffic", "HookMem", "replay_schedule", "Agent"]
+
+
+@dataclass
+class Traffic:
+    """What the slave saw, by cycle (for the snoop tests' replay)."""
+
+    reads: list = field(default_factory=list)      # (cycle, {word addr: value}) per R beat
+    writes: list = field(default_factory=list)     # (aw cycle, [word addr, ...]) per write
+    ar: list = field(default_factory=list)         # (cycle, addr, beats, size)
+
+
+class HookMem(PhysMem):
+    """A memory that lets scheduled agent actions land just before a given read of a word
+    (the ``n``-th read of that word in the pass, from 1)."""
+
+    @classmethod
+    def of(cls, src: PhysMem, hooks, apply):
+        mem = cls.__new__(cls)
+        mem.__dict__.update(src.copy().__dict__)
+        mem.hooks, mem.apply_action, mem.count = hooks, apply, {}
+        return mem
+
+    def read(self, addr):
+        n = self.count[addr] = self.count.get(addr, 0) + 1
+        for _, action in self.hooks.pop((addr, n), []):
+            super().write(addr, self.apply_action(action, super().read(addr)))
+        return super().read(addr)
+
+    def leftovers(self):
+        """Actions never reached, in the order they happened."""
+        out = [(s, addr, action) for (addr, _), acts in self.hooks.items()
+               for s, action in acts]
+        self.hooks = {}
+        return sorted(out)
+
+
+def replay_schedule(traffic: Traffic, log):
+    """Where each agent action falls in the model's order of reads.
+
+    ``r``: the last beat that brought the word to the scanner (the read it used); ``w``: the
+    write of the word. Before ``r``: the action precedes the scanner's read (read 1 of the
+    model); after ``w``: it follows the scanner's write (end of the pass); otherwise it fell
+    between the read and the write-back: just before the model's compare-and-set re-read
+    (read 2), or at the end if the model never re-reads the word.
+    """
+    last_read = {}
+    for cycle, words in traffic.reads:
+        for a in words:
+            last_read[a] = cycle
+    write = {}
+    for cycle, words in traffic.writes:
+        for a in words:
+            write[a] = cycle
+    hooks, end, kinds = {}, [], []
+    for s, addr, action in log:
+        r, w = last_read.get(addr), write.get(addr)
+        if r is not None and s < r:
+            hooks.setdefault((addr, 1), []).append((s, action))
+            kinds.append("before")
+        elif w is not None and s > w:
+            end.append((s, addr, action))
+            kinds.append("after")
+        else:
+            hooks.setdefault((addr, 2), []).append((s, action))
+            kinds.append("between")
+    return hooks, end, kinds
+
+
+class Agent:
+    """A walker-like agent writing memory between the scanner's reads and writes.
+
+    Each cycle, with probability ``rate``, it picks a word among the leaves and parents of
+    the tables being read and proposes an action on it (:meth:`propose`); the harness shows
+    the new word on ``snoop`` and, when the transfer happens, calls :meth:`fired`, which
+    writes memory in that cycle. Actions: set A and/or D (the walker), and on 4 KiB leaves
+    also unmap (write 0) or rewrite the engine-owned bits (another agent changing the level).
+    Each applied action is recorded in :attr:`log` as ``(cycle, addr, action)`` with
+    ``action = (kind, arg)``.
+    """
+
+    def __init__(self, tree, seed, rate=0.05, generic=True):
+        self.tree = tree
+        self.rng = random.Random(seed ^ 0xA9E7)
+        self.rate = rate
+        self.generic = generic
+        self.lay = layout(tree.fmt)
+        self.leaf1 = {}
+        self.level = {}
+        for addr, level in tree.leaves:
+            self.leaf1.setdefault(addr >> 12, []).append((addr, level))
+            self.level[addr] = level
+        self.parents = {table >> 12: parent for table, parent in tree.leaf_tables}
+        self.log = []
+        self.pending = None
+
+    def _pick(self, cycle, traffic):
+        rng = self.rng
+        roll = rng.random()
+        reads = traffic.reads
+        if reads and roll < 0.35 and cycle - reads[-1][0] < 4:
+            # a word the scanner has just received: held, or about to be written back
+            words = [a for a in reads[-1][1] if a in self.level]
+            if words:
+                addr = rng.choice(words)
+                return addr, self.level[addr]
+        pages = [addr >> 12 for c, addr, *_ in traffic.ar[-8:] if cycle - c < 200]
+        if pages and roll < 0.7:
+            page = rng.choice(pages)
+            if page in self.leaf1:
+                return rng.choice(self.leaf1[page])
+        if pages and roll < 0.85:
+            page = rng.choice(pages)
+            if page in self.parents:
+                return self.parents[page], 0
+        return rng.choice(self.tree.leaves)
+
+    def _action(self, level):
+        rng = self.rng
+        a, dbit = self.lay.A.mask, self.lay.D.mask
+        if self.generic and level == 1 and rng.random() < 0.3:
+            if rng.random() < 0.5:
+                return ("set", 0)
+            return ("sw", rng.randrange(1 << self.lay.SW.width))
+        return ("or", rng.choice([a, dbit, a | dbit]))
+
+    def apply(self, action, word):
+        """``word`` after ``action``."""
+        kind, arg = action
+        if kind == "or":
+            return word | arg
+        if kind == "set":
+            return arg
+        return self.lay.SW.set(word, arg)
+
+    def propose(self, cycle, mem, traffic, write_pending):
+        """The write to offer this cycle, ``(addr, new word, action)``, or None.
+
+        ``mem`` is the memory as it is now (``read`` and ``poisoned``), ``traffic`` what the
+        scanner did so far this pass, ``write_pending(addr)`` whether a write of the scanner
+        to that word has its address accepted and is not yet done (the agent leaves such a
+        word alone, as the walker's compare-and-set would wait for it).
+        """
+        if self.rng.random() >= self.rate:
+            return None
+        addr, level = self._pick(cycle, traffic)
+        if addr in mem.poisoned or write_pending(addr):
+            return None
+        old = mem.read(addr)
+        action = self._action(level)
+        if action[0] == "or" and not self.tree.pt.fmt.present(old):
+            return None                      # the walker faults on an absent entry
+        new = self.apply(action, old)
+        if new == old:
+            return None
+        return addr, new, action
+
+    def fired(self, cycle, mem):
+        """The offered write (:attr:`pending`) happened in ``cycle``: perform it."""
+        addr, new, action = self.pending
+        mem.write(addr, new)
+        self.log.append((cycle, addr, action))
