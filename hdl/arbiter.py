@@ -70,8 +70,8 @@ class AxiArbiter(wiring.Component):
     ----------
     params : AxiParams
         The downstream port. Its ``id_width`` must hold the widest unit's ID plus the unit
-        number (``ceil_log2(len(units))`` bits); its data width must be at least every
-        unit's; its address width equal to every unit's.
+        number (``ceil_log2(len(units))`` bits); its data and address widths must be at
+        least every unit's (narrower addresses are zero-extended).
     units : list of Unit
         In priority order (first wins).
     max_reads : int
@@ -102,9 +102,9 @@ class AxiArbiter(wiring.Component):
         self._sel_bits = ceil_log2(len(units))
         for u in units:
             p = u.params
-            if p.addr_width != params.addr_width:
+            if p.addr_width > params.addr_width:
                 raise ValueError(f"AxiArbiter: unit {u.name} has {p.addr_width} address bits, "
-                                 f"the bus {params.addr_width}")
+                                 f"the bus only {params.addr_width}")
             if p.data_width > params.data_width:
                 raise ValueError(f"AxiArbiter: unit {u.name} is {p.data_width} bits wide, "
                                  f"wider than the {params.data_width}-bit bus")

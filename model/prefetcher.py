@@ -19,18 +19,33 @@ hypervisor swapped out), :meth:`Prefetcher.prefetch`:
    non-resident and is emitted; a resident GPA, or one whose host walk meets a malformed
    entry or a bus error, is not.
 
-The fault's own page is never emitted. Every memory read is counted in ``reads``.
+The fault's own page is never emitted. Every memory read that succeeds is counted in
+``reads``; every reference, failed or not, is logged in order in ``log`` (its address).
+
+Bus errors. A read of the guest walk (or of a host walk on the way to a guest table or the
+leaf table) answered with an error ends the request with ``bus_error``. The window is read as
+one burst, and a burst cannot be cut short: every word of the span is read, and an error on
+any of them ends the request with ``bus_error`` after the whole span (nothing is emitted).
+
+Hardware-only outcomes (:data:`STATUSES`): ``"dropped"``, a request abandoned by the
+hardware's drop input, whose emitted GPAs are a prefix of this model's (see
+:func:`dropped`); ``"bad_config"``, a window or direction register outside what
+:class:`PrefetchConfig` accepts, answered without any memory reference.
 """
 
 from dataclasses import dataclass
 
-from thermocline.layouts import LEVEL_SHIFT, CR3, EPTP
+from thermocline.layouts import LEVEL_SHIFT, CR3, EPTP, PREFETCH_STATUSES
 from .entries import EptFormat, X86Format
 from .memory import BusError, PhysMem
 
-__all__ = ["PrefetchConfig", "PrefetchRequest", "PrefetchResult", "Prefetcher", "DIRECTIONS"]
+__all__ = ["PrefetchConfig", "PrefetchRequest", "PrefetchResult", "Prefetcher", "DIRECTIONS",
+           "STATUSES", "window_order", "window_span", "dropped"]
 
 DIRECTIONS = ("forward", "backward", "both")
+
+#: Every outcome of a request, in the order of their hardware codes.
+STATUSES = PREFETCH_STATUSES
 
 
 @dataclass(frozen=True)
@@ -63,8 +78,9 @@ class PrefetchRequest:
 @dataclass(frozen=True)
 class PrefetchResult:
     """``gpas``: non-resident guest-physical pages, nearest first, with their ``gvas``;
-    ``status``: "ok", "no_leaf_table", "guest_fault", "host_fault" or "bus_error" (the
-    reason nothing could be looked at); ``reads``: memory reads spent."""
+    ``status``: "ok", or why nothing could be looked at: "no_leaf_table", "guest_fault",
+    "host_fault", "bus_error" (:data:`STATUSES` adds the hardware-only ones); ``reads``:
+    memory reads that succeeded."""
 
     gpas: tuple
     gvas: tuple
@@ -83,6 +99,20 @@ def window_order(index: int, window: int, direction: str) -> list[int]:
     return out
 
 
+def window_span(index: int, window: int, direction: str) -> tuple[int, int] | None:
+    """First and last leaf-table index the window burst reads (``None``: nothing to read)."""
+    order = window_order(index, window, direction)
+    return (min(order), max(order)) if order else None
+
+
+def dropped(result: PrefetchResult, emitted: int) -> PrefetchResult:
+    """The outcome of a request dropped after ``emitted`` of ``result``'s GPAs were out."""
+    if not 0 <= emitted <= len(result.gpas):
+        raise ValueError(f"emitted must be 0..{len(result.gpas)}, got {emitted}")
+    return PrefetchResult(result.gpas[:emitted], result.gvas[:emitted], "dropped",
+                          result.reads)
+
+
 class _Stop(Exception):
     def __init__(self, status):
         self.status = status
@@ -98,14 +128,28 @@ class Prefetcher:
         self.guest = X86Format(c.pa_bits)
         self.hfmt = EptFormat(c.pa_bits) if c.host == "ept" else X86Format(c.pa_bits)
         self.reads = 0
+        self.log: list[int] = []
 
     def _read(self, addr: int) -> int:
+        self.log.append(addr)
         try:
             value = self.mem.read(addr)
         except BusError:
             raise _Stop("bus_error")
         self.reads += 1
         return value
+
+    def _burst(self, addr: int, words: int) -> list[int]:
+        """``words`` consecutive words from ``addr``, all read even when one fails."""
+        values, failed = [], False
+        for k in range(words):
+            try:
+                values.append(self._read(addr + 8 * k))
+            except _Stop:
+                failed = True
+        if failed:
+            raise _Stop("bus_error")
+        return values
 
     def _host_lookup(self, hroot: int, gpa: int) -> int | None:
         """HPA of ``gpa``, or ``None`` if a host entry on the way is not present.
@@ -128,6 +172,7 @@ class Prefetcher:
 
     def prefetch(self, req: PrefetchRequest) -> PrefetchResult:
         self.reads = 0
+        self.log = []
         try:
             return self._prefetch(req)
         except _Stop as s:
@@ -156,7 +201,7 @@ class Prefetcher:
             return PrefetchResult((), (), "ok", self.reads)
         # One burst over the contiguous span of the window.
         lo, hi = min(order), max(order)
-        ptes = {i: self._read(leaf_table + 8 * i) for i in range(lo, hi + 1)}
+        ptes = dict(zip(range(lo, hi + 1), self._burst(leaf_table + 8 * lo, hi - lo + 1)))
         gpas, gvas = [], []
         region = req.gva & ~((1 << 21) - 1)
         for i in order:

@@ -95,3 +95,46 @@ def test_bad_config_values_are_named():
         PrefetchConfig(window=0)
     with pytest.raises(ValueError, match="'sideways'"):
         PrefetchConfig(direction="sideways")
+
+
+def test_log_lists_every_reference_in_order():
+    s, sp, _ = build(resident=lambda i: i % 2 == 0)
+    p = Prefetcher(s.mem, window=2, direction="forward")
+    r = p.prefetch(PrefetchRequest(BASE + 10 * SIZE_4K, sp.root, s.hroot))
+    # guest walk (3 x (4 host + 1 guest)), leaf table (4), burst (2), two host walks
+    assert len(p.log) == 15 + 4 + 2 + 4 + 4 and r.reads == len(p.log)
+    burst = p.log[19:21]
+    assert burst[1] == burst[0] + 8
+
+
+def test_window_burst_is_read_to_its_end_on_an_error():
+    s, sp, _ = build(resident=lambda i: False)
+    p = Prefetcher(s.mem, window=4, direction="both")
+    req = PrefetchRequest(BASE + 100 * SIZE_4K, sp.root, s.hroot)
+    assert p.prefetch(req).gpas
+    clean = list(p.log)
+    first = clean[19]                              # the burst's first word (index 96)
+    s.mem.poison(first + 8, "DECERR")
+    r = p.prefetch(req)
+    assert r.status == "bus_error" and r.gpas == ()
+    assert p.log == clean[:19 + 9]                 # all nine words of the span, then stop
+    assert r.reads == 19 + 8
+
+
+def test_window_span_and_statuses():
+    from model.prefetcher import STATUSES, window_span
+    assert window_span(10, 3, "both") == (7, 13)
+    assert window_span(0, 3, "both") == (1, 3)
+    assert window_span(511, 3, "forward") is None
+    assert STATUSES[:5] == ("ok", "no_leaf_table", "guest_fault", "host_fault", "bus_error")
+
+
+def test_dropped_is_a_prefix_of_the_result():
+    from model.prefetcher import dropped
+    s, sp, gpas = build(resident=lambda i: False)
+    r = Prefetcher(s.mem, window=3).prefetch(PrefetchRequest(BASE + 50 * SIZE_4K, sp.root,
+                                                              s.hroot))
+    d = dropped(r, 2)
+    assert d.status == "dropped" and d.gpas == r.gpas[:2] and d.gvas == r.gvas[:2]
+    with pytest.raises(ValueError, match="got -1"):
+        dropped(r, -1)

@@ -56,6 +56,16 @@ def run_benchmarks(out: Path, console: Console, *, quick: bool = False) -> dict:
         rows.append(["walker co-simulation", f"{speed['cycles_per_second']:,.0f} cycles/s",
                      f"{speed['responses']} responses checked", "cocotb + Verilator"])
         data["cosim"] = speed
+    from cosim.bench_prefetcher import bench_prefetcher
+    with console.status("hardware prefetcher: cycles to the first GPA"):
+        pf = bench_prefetcher((1, 10) if quick else (1, 10, 30))
+    for r in pf["prefetch_first_gpa"]:
+        rows.append([f"prefetcher first GPA @ latency {r['latency']}", f"{r['cycles']} cycles",
+                     f"bound {r['lower_bound']} ({r['single_reads']} reads x {r['latency']}"
+                     f" + {r['burst_beats']} beats)",
+                     f"{r['overhead_per_read']:.2f} cycles/read over latency"])
+    data.update(pf)
+
     from cosim.bench_scanner import scanner_throughput
     with console.status("hardware scanner: entries per cycle"):
         scan_hw = scanner_throughput((64, 256) if quick else (64, 128, 256),

@@ -33,6 +33,8 @@ __all__ = [
     "LEVEL_SHIFT", "PAGE_SHIFT", "ENTRIES_PER_TABLE", "PAGE_SIZE",
     "EPT_MEMTYPE_UC", "EPT_MEMTYPE_WB", "EPT_BAD_MEMTYPES",
     "addr_mask", "ept_reserved_mask", "x86_reserved_mask", "is_canonical",
+    "FAULT_KINDS", "SIZE_CODES", "RESP_CODES", "WALK_REQ", "WALK_RESP", "INV_OPS", "WALK_INV",
+    "PREFETCH_REQ", "PREFETCH_RESP", "PREFETCH_STATUSES", "EXIT_EVENT", "EXIT_DROP",
 ]
 
 
@@ -328,4 +330,31 @@ INV_OPS = ("all", "gva", "gpa", "root", "scan_clear")
 WALK_INV = Layout("WALK_INV", 200, [
     ("OP", 0, 3), ("MATCH_CR3", 3, 1), ("MATCH_HROOT", 4, 1), ("SIZE", 5, 2),
     ("ADDR", 8, 64), ("CR3", 72, 64), ("HROOT", 136, 64),
+])
+
+#: A prefetch request (a fault on a non-resident page) and one record of its answer: GPA
+#: records (``DONE`` 0: ``PAGE`` the GPA's page number, ``GVA`` the neighbour), then one
+#: ``DONE`` record with ``STATUS``.
+PREFETCH_REQ = Layout("PREFETCH_REQ", 192, [
+    ("GVA", 0, 64), ("CR3", 64, 64), ("HROOT", 128, 64),
+])
+
+PREFETCH_RESP = Layout("PREFETCH_RESP", 128, [
+    ("STATUS", 0, 3), ("DONE", 3, 1), ("PAGE", 12, 40), ("GVA", 64, 64),
+])
+
+#: Status codes of ``PREFETCH_RESP.STATUS`` (the order of ``model.prefetcher.STATUSES``).
+PREFETCH_STATUSES = ("ok", "no_leaf_table", "guest_fault", "host_fault", "bus_error",
+                     "dropped", "bad_config")
+
+#: One event: a walker access (``KIND`` 0) or a guest PTE write (``KIND`` 1).
+EXIT_EVENT = Layout("EXIT_EVENT", 320, [
+    ("KIND", 0, 1), ("USER", 1, 1), ("INDEX", 2, 9), ("TABLE", 11, 40), ("ASID", 64, 64),
+    ("GVA", 128, 64), ("OLD", 192, 64), ("NEW", 256, 64),
+])
+
+#: One drop: guest leaf table ``TABLE`` (page number) of space ``ASID``; ``REASON`` indexes
+#: ``model.exit_detector.REASONS`` (0 exit, 1 bulk).
+EXIT_DROP = Layout("EXIT_DROP", 128, [
+    ("REASON", 0, 1), ("TABLE", 12, 40), ("ASID", 64, 64),
 ])

@@ -336,6 +336,10 @@ _SCANNER = Section("Scanner", "Pass control, classifier configuration and per-pa
         _f("NEED", 24, 5, "short passes of a long period that must see the page accessed, "
            "1..P", 1),
     )),
+    Register("SCAN_HROOT", 0x120, "RW", "Host root the walker's requests use for the tree "
+             "being scanned (EPTP or nested CR3): the A bits the scanner clears drop the "
+             "walker's cached translations of that host root.",
+             _value("HROOT", "host root", width=64), width=64),
     Register("SCAN_PASS_INDEX", 0x118, "RW", "Index a pass started with SET_INDEX takes.",
              _value("INDEX", "pass index")),
     Register("SCAN_LAST_PASS", 0x11C, "RO", "Index of the last finished pass.",
@@ -420,7 +424,7 @@ _PREFETCH = Section("Prefetcher", "Window of guest PTEs read around a fault.", (
 ))
 
 _EXIT = Section("Exit detector", "Thresholds, the queue of drop events and counters.", (
-    Register("EXIT_CONFIG", 0x3A0, "RW", "Thresholds.", (
+    Register("EXIT_CONFIG", 0x3A0, "RO", "Thresholds the unit was built with.", (
         _f("RUN_THRESHOLD", 0, 10, "consecutive unmapping writes that qualify a table, "
            "1..512", 4),
         _f("TABLES_NEEDED", 16, 16, "qualified tables a space needs for bulk drops, "
