@@ -35,6 +35,9 @@ def _cmd_demo(args, console: Console) -> int:
     except ValueError as e:
         console.print(f"[red]error:[/] {e}")
         return 2
+    if not args.no_eval:
+        from .demo import evaluation_summary
+        result["evaluation"] = evaluation_summary(console, args.out)
     rows = [[p["pass_index"], p["touched"], p["accessed"], p["writes"],
              " ".join(map(str, p["histogram"])), len(p["candidates"])]
             for p in result["passes"]]
@@ -251,6 +254,211 @@ def _add_trace_parser(sub):
     i.set_defaults(func=_cmd_trace_info, parser=i)
 
 
+def _number_list(kind):
+    """A comma-separated list of ``kind`` values (argparse type)."""
+    def parse(text: str):
+        try:
+            values = [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
+                                             f"numbers")
+        if not values or any(v < 0 for v in values):
+            raise argparse.ArgumentTypeError(f"need non-negative numbers, got {text!r}")
+        return values
+    return parse
+
+
+def _workload_options(p):
+    from model.workload import GENERATORS
+    g = p.add_argument_group("workload (default: the bundled trace)")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--trace", metavar="FILE", help="a .tct trace file")
+    src.add_argument("--workload", choices=sorted(GENERATORS),
+                     help="a synthetic workload instead of a trace")
+    g.add_argument("--pages", type=_positive, default=4096,
+                   help="synthetic: guest pages (default %(default)s)")
+    g.add_argument("--touches", type=_positive, default=400,
+                   help="synthetic: touches per slice (default %(default)s)")
+    g.add_argument("--slices", type=_positive, default=64,
+                   help="synthetic: time slices (default %(default)s)")
+    g.add_argument("--seed", type=int, default=1, help="synthetic: random seed")
+    p.add_argument("--out", default="build/eval", metavar="DIR",
+                   help="where results (JSON, Markdown) and plots (PNG) go "
+                        "(default %(default)s)")
+
+
+def _load_workload(args):
+    from . import evaluate
+    if args.workload:
+        return evaluate.synthetic(args.workload, args.pages, args.touches, args.slices,
+                                  args.seed)
+    return evaluate.load_trace(args.trace)
+
+
+def _progress(console: Console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    return Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
+def _guarded(job):
+    """Run ``job()``; bad input (a bad trace, a bad value) becomes an error and exit 2."""
+    from model.trace import TraceError
+    try:
+        return job()
+    except (TraceError, ValueError, OSError) as e:
+        return _trace_error(e)
+
+
+def _cmd_run(args, console: Console) -> int:
+    def job():
+        from . import evaluate, plots
+        from .report import rich_table, write_results
+        w = _load_workload(args)
+        with _progress(console) as bar:
+            task = bar.add_task(f"scan passes over {w.name}", total=len(w.slices))
+            res = evaluate.classify(w, levels=args.levels,
+                                    progress=lambda: bar.advance(task))
+        headers = ["pass", "touched", "A set", "written", *[f"L{i}" for i in
+                                                            range(args.levels)], "candidates"]
+        rows = [[p["pass"], p["touched"], p["accessed"], p["writes"], *p["histogram"],
+                 p["candidates"]] for p in res["passes"]]
+        shown = rows if len(rows) <= args.show else rows[:args.show // 2] + \
+            [["..."] * len(headers)] + rows[-(args.show - args.show // 2):]
+        console.print(rich_table(f"classification passes: {w.name} ({w.npages:,} pages)",
+                                 headers, shown))
+        out = Path(args.out)
+        js, md = write_results(out, "run", {"workload": w.source, "npages": w.npages,
+                                            "levels": args.levels, "passes": res["passes"]},
+                               headers, rows)
+        png = plots.heatmap(res["levels"], out / "run-heatmap.png",
+                            title=f"activity levels: {w.name}")
+        console.print(f"wrote {js}, {md} and {png}")
+        return 0
+    return _guarded(job)
+
+
+def _cmd_eval(args, console: Console) -> int:
+    def job():
+        from . import evaluate, plots
+        from .report import rich_table, write_results
+        w = _load_workload(args)
+        out = Path(args.out)
+        name = f"eval-{args.what}"
+        extra = {}
+        if args.what == "migrate":
+            cfg = dict(downtime_ms=args.downtime_ms, batch_pages=args.batch,
+                       slice_us=args.slice_us, start_slice=args.start_slice,
+                       max_rounds=args.max_rounds)
+            from model.migration import MigrationConfig
+            for b in args.bandwidths:
+                MigrationConfig(bandwidth=int(b * 1e6), **cfg)      # check before running
+            total = 2 * len(args.bandwidths)
+            headers = evaluate.MIGRATE_HEADERS
+            with _progress(console) as bar:
+                task = bar.add_task("migrations", total=total)
+                data = evaluate.migrate(w, args.bandwidths, progress=lambda: bar.advance(task),
+                                        **cfg)
+            rows = evaluate.migrate_rows(data)
+            extra["plot"] = plots.migration_rounds(data, out / f"{name}.png",
+                                                   title=f"migration traffic: {w.name}")
+        elif args.what == "hugepage":
+            from model.hugepages import TlbConfig
+            tlb = TlbConfig(entries_4k=args.tlb_4k, entries_2m=args.tlb_2m)
+            headers = evaluate.HUGEPAGE_HEADERS
+            with _progress(console) as bar:
+                task = bar.add_task("large-page budgets", total=len(args.k))
+                data = evaluate.hugepage(w, args.k, tlb, progress=lambda: bar.advance(task),
+                                         threshold=args.threshold, warmup=args.warmup)
+            rows = evaluate.hugepage_rows(data)
+            extra["plot"] = plots.tlb_misses(data, out / f"{name}.png",
+                                             title=f"TLB misses: {w.name}")
+        else:
+            cfg = dict(window=args.window, direction=args.direction)
+            if args.memory is not None:
+                cfg["memory_pages"] = args.memory
+            headers = evaluate.PREFETCH_HEADERS
+            with _progress(console) as bar:
+                task = bar.add_task("paging policies", total=3)
+                data = evaluate.prefetch(w, progress=lambda: bar.advance(task), **cfg)
+            rows = evaluate.prefetch_rows(data)
+        console.print(rich_table(f"{name}: {w.name} ({w.npages:,} pages)", headers, rows))
+        js, md = write_results(out, name, {"workload": w.source, "npages": w.npages,
+                                           "args": {k: v for k, v in vars(args).items()
+                                                    if k not in ("func", "parser")},
+                                           "results": data}, headers, rows)
+        files = [js, md] + ([extra["plot"]] if "plot" in extra else [])
+        console.print("wrote " + ", ".join(map(str, files)))
+        return 0
+    return _guarded(job)
+
+
+def _add_eval_parsers(sub):
+    from model.prefetcher import DIRECTIONS
+    r = sub.add_parser("run", help="classification passes over a trace or synthetic workload",
+                       description="Map the workload's pages with an EPT, replay it slice by "
+                                   "slice (the guest's touches set A bits) and run one scan "
+                                   "pass after each slice; print the level histogram of every "
+                                   "pass and draw the activity heatmap (page x time).")
+    _workload_options(r)
+    r.add_argument("--levels", type=_positive, default=4, help="activity levels (default 4)")
+    r.add_argument("--show", type=_positive, default=24,
+                   help="passes printed (first and last; all are written to run.json)")
+    r.set_defaults(func=_cmd_run, parser=r)
+
+    e = sub.add_parser("eval", help="evaluations against today's baselines",
+                       description="Evaluate the engine's decisions on a workload against "
+                                   "the baseline users run today; docs/evaluation.md explains "
+                                   "each model.")
+    es = e.add_subparsers(dest="what", required=True, metavar="EVALUATION")
+    m = es.add_parser("migrate", help="pre-copy live migration: address order vs activity "
+                                      "order",
+                      description="QEMU-style pre-copy (address order) versus "
+                                  "activity-ordered pre-copy with the migration-aligned scan "
+                                  "interval, at several bandwidths.")
+    _workload_options(m)
+    m.add_argument("--bandwidths", type=_number_list(float), default=[200, 400, 800, 1600],
+                   metavar="MB/S,...", help="link bandwidths in MB/s (default "
+                                            "200,400,800,1600)")
+    m.add_argument("--downtime-ms", type=float, default=5.0, help="downtime limit (ms)")
+    m.add_argument("--batch", type=_positive, default=256, help="pages per batch")
+    m.add_argument("--slice-us", type=float, default=100.0,
+                   help="guest time per slice, microseconds (default 100)")
+    m.add_argument("--start-slice", type=int, default=8,
+                   help="slices the guest runs before migration starts (default 8)")
+    m.add_argument("--max-rounds", type=_positive, default=30,
+                   help="pre-copy rounds before stop-and-copy is forced")
+    m.set_defaults(func=_cmd_eval, parser=m)
+
+    h = es.add_parser("hugepage", help="TLB misses with K large pages",
+                      description="K 2 MiB pages chosen by the engine's prioritizer, versus "
+                                  "first-come promotion, versus the best K in hindsight; "
+                                  "TLB misses of a 4 KiB and a 2 MiB TLB (fully associative, "
+                                  "LRU).")
+    _workload_options(h)
+    h.add_argument("--k", type=_number_list(int), default=[0, 1, 2, 4, 8, 16],
+                   metavar="K,...", help="large-page budgets (default 0,1,2,4,8,16)")
+    h.add_argument("--tlb-4k", type=_positive, default=64, help="4 KiB TLB entries")
+    h.add_argument("--tlb-2m", type=_positive, default=32, help="2 MiB TLB entries")
+    h.add_argument("--threshold", type=int, default=1,
+                   help="prioritizer threshold, 0..31 (default 1)")
+    h.add_argument("--warmup", type=int, default=2, help="prioritizer warm-up passes")
+    h.set_defaults(func=_cmd_eval, parser=h)
+
+    f = es.add_parser("prefetch", help="demand paging: engine prefetcher vs swap readahead",
+                      description="A memory limit with LRU eviction; faults served with the "
+                                  "engine's prefetcher, Linux-style swap readahead, or no "
+                                  "prefetch.")
+    _workload_options(f)
+    f.add_argument("--memory", type=_positive, metavar="PAGES",
+                   help="resident pages at most (default: half the pages touched)")
+    f.add_argument("--window", type=_positive, default=4,
+                   help="engine prefetcher window on each side (default 4)")
+    f.add_argument("--direction", choices=DIRECTIONS, default="both",
+                   help="engine prefetcher direction (default both)")
+    f.set_defaults(func=_cmd_eval, parser=f)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="thermocline", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -258,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job on bundled defaults",
                        description="A guest runs a workload while the engine classifies its "
                                    "pages; prints per-pass histograms, large-page candidates, "
-                                   "prefetch and exit results.")
+                                   "prefetch and exit results; then the evaluation summary "
+                                   "on the bundled trace, with its plots.")
     d.add_argument("--out", default="build/demo", help="where to write demo.json/.md")
     d.add_argument("--guest-mib", type=_positive, default=128, help="guest RAM in MiB")
     d.add_argument("--heap-pages", type=_positive, default=16384,
@@ -267,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--touches", type=_positive, default=4000, help="touches per time slice")
     d.add_argument("--passes", type=_positive, default=8, help="scan passes (time slices)")
     d.add_argument("--seed", type=int, default=1, help="random seed")
+    d.add_argument("--no-eval", action="store_true",
+                   help="skip the evaluation summary on the bundled trace")
     d.set_defaults(func=_cmd_demo)
 
     b = sub.add_parser("bench", help="benchmarks: JSON and a table",
@@ -277,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench)
 
     _add_trace_parser(sub)
+    _add_eval_parsers(sub)
     return p
 
 

@@ -6,6 +6,9 @@ through the nested walker (which sets the A bits); after each slice the scanner 
 every guest page from its EPT leaf. At the end the hypervisor swaps out the coldest heap
 pages, the guest faults on one of them and the prefetcher names its non-resident
 neighbours; then the process exits and the exit detector drops its tables.
+
+:func:`evaluation_summary` then runs the three evaluations of :mod:`thermocline.evaluate` on
+the bundled real trace, small settings, and draws their figures.
 """
 
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from model.walker import WalkRequest
 from model import workload as wl
 from .report import rich_table
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = ["DemoConfig", "run_demo", "evaluation_summary"]
 
 HEAP = 0x7F00_0000_0000
 LEVEL_NAMES = {4: ["cold", "cool", "warm", "hot"]}
@@ -119,3 +122,39 @@ def run_demo(cfg: DemoConfig = DemoConfig(), console: Console | None = None) -> 
                         "tlb_hits": engine.walker.counters.tlb_hits,
                         "mem_reads": engine.walker.counters.mem_reads}
     return result
+
+
+def evaluation_summary(console: Console | None = None, out=None) -> dict:
+    """Migration, large pages and demand paging on the bundled trace, each against its
+    baseline; prints one table each and, with ``out``, writes the heatmap and the
+    migration and TLB figures there. Returns the rows of each evaluation."""
+    from pathlib import Path
+    from . import evaluate, plots
+    console = console or Console()
+    w = evaluate.load_trace()
+    from model.hugepages import TlbConfig
+    res = {}
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"evaluations on {w.name}", total=4 + 3 + 3)
+        step = lambda: progress.advance(task)          # noqa: E731
+        res["migrate"] = evaluate.migrate(w, [400, 1600], progress=step)
+        res["hugepage"] = evaluate.hugepage(w, [0, 4, 8], TlbConfig(), progress=step)
+        res["prefetch"] = evaluate.prefetch(w, progress=step)
+    console.print(rich_table(f"Live migration of {w.name} ({w.npages:,} pages)",
+                             evaluate.MIGRATE_HEADERS, evaluate.migrate_rows(res["migrate"])))
+    console.print(rich_table("Large pages: TLB misses (64 x 4K, 32 x 2M entries)",
+                             evaluate.HUGEPAGE_HEADERS,
+                             evaluate.hugepage_rows(res["hugepage"])))
+    console.print(rich_table(f"Demand paging, {res['prefetch'][0]['memory_pages']:,} resident "
+                             f"pages", evaluate.PREFETCH_HEADERS,
+                             evaluate.prefetch_rows(res["prefetch"])))
+    if out is not None:
+        out = Path(out)
+        levels = evaluate.classify(w)["levels"]
+        res["plots"] = [str(plots.heatmap(levels, out / "heatmap.png",
+                                          title=f"activity levels: {w.name}")),
+                        str(plots.migration_rounds(res["migrate"], out / "migration.png",
+                                                   title=f"migration traffic: {w.name}")),
+                        str(plots.tlb_misses(res["hugepage"], out / "tlb.png",
+                                             title=f"TLB misses: {w.name}"))]
+    return res
