@@ -4,6 +4,8 @@
 #   make regress   the long regression (ten times the random cases)
 #   make bench     benchmarks: JSON + table under build/bench/
 #   make synth     LUTs, FFs, BRAMs, Fmax of the registered designs under build/synth/
+#   make verilog   the engine as one Verilog module (m_axi_*, s_axil_*, irq) + C header
+#   make eval      the evaluations on the bundled trace: JSON, tables, PNG under build/eval/
 #   make lint      ruff
 
 PYTHON  ?= python3
@@ -13,7 +15,7 @@ STAMP   := $(VENV)/.installed
 BUILD   := build
 JOBS    ?= 2
 
-.PHONY: all demo test regress bench synth lint clean distclean valgrind
+.PHONY: all demo test regress bench synth verilog eval lint clean distclean valgrind
 
 all: test
 
@@ -55,6 +57,15 @@ bench: $(STAMP)
 
 synth: $(STAMP)
 	$(PY) -m thermocline.synth --out $(BUILD)/synth
+
+verilog: $(STAMP)
+	$(PY) -m thermocline.export --out $(BUILD)/verilog
+
+eval: $(STAMP)
+	$(VENV)/bin/thermocline run --out $(BUILD)/eval
+	$(VENV)/bin/thermocline eval migrate --out $(BUILD)/eval
+	$(VENV)/bin/thermocline eval hugepage --out $(BUILD)/eval
+	$(VENV)/bin/thermocline eval prefetch --out $(BUILD)/eval
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check thermocline model hdl cosim tests
