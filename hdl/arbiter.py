@@ -112,6 +112,8 @@ class AxiArbiter(wiring.Component):
                 raise ValueError(f"AxiArbiter: id_width {params.id_width} cannot hold unit "
                                  f"{u.name}'s {p.id_width}-bit IDs and {self._sel_bits} "
                                  f"unit bits")
+            if u.snooped and sum(v.snooped for v in units) > 1:
+                raise ValueError("AxiArbiter: at most one unit is snooped")
             if u.snooped and p.data_width != 64:
                 raise ValueError(f"AxiArbiter: snooped unit {u.name} must be 64 bits wide")
         if not 2 <= max_reads <= 32:
@@ -257,12 +259,13 @@ class AxiArbiter(wiring.Component):
             m.d.comb += port.awready.eq(aw_win[i] & space & bus.awready)
         m.d.comb += [bus.awid.eq(0), w_q.w_en.eq(aw_fire), b_q.w_en.eq(aw_fire)]
         if snoop is not None:
+            # The payload is the snooped unit's offer whether or not it wins (``ready`` may
+            # depend on the payload, and winning depends on ``ready``).
             for i, (u, port) in enumerate(zip(units, ports)):
                 if u.snooped:
-                    with m.If(aw_win[i]):
-                        m.d.comb += [snoop.valid.eq(space & bus.awready),
-                                     snoop.payload.addr.eq(port.awaddr),
-                                     snoop.payload.data.eq(port.wdata)]
+                    m.d.comb += [snoop.valid.eq(aw_win[i] & space & bus.awready),
+                                 snoop.payload.addr.eq(port.awaddr),
+                                 snoop.payload.data.eq(port.wdata)]
 
         # --- write data ----------------------------------------------------------------------
         w_unit = w_q.r_data[:max(1, sel)]

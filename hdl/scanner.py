@@ -929,11 +929,13 @@ class Scanner(wiring.Component):
         # A snoop of a word held in S1 replaces it; its step is then recomputed (one lane
         # per cycle) before S1 may commit.
         s1_match = Signal()
+        s1_at = Signal()                     # the offer's address is a word held in S1
         s1_sn_hit = Signal()
         commit = Signal()
         m.d.comb += [
-            s1_match.eq(sn_any & s1_valid & (sn_page == s1_page) & (sn_beat == s1_beat)
-                        & s1_lv.bit_select(sn_lane, 1)),
+            s1_at.eq(s1_valid & (sn_page == s1_page) & (sn_beat == s1_beat)
+                     & s1_lv.bit_select(sn_lane, 1)),
+            s1_match.eq(sn_any & s1_at),
             s1_sn_hit.eq(s1_match & ~commit),
         ]
         rc_need = Signal(lanes)
@@ -1114,9 +1116,11 @@ class Scanner(wiring.Component):
         m.d.comb += head_wide_err.eq((lanes > 1) & ~e_narrow & rfh.err)
         s1_free = Signal()
         u1_match = Signal()
+        u1_at = Signal()                     # the offer's address is the word held in U1
         u1_sn_hit = Signal()
         m.d.comb += [
-            u1_match.eq(sn_any & u1_valid & (sn_page == u1_page) & (sn_idx == u1_idx)),
+            u1_at.eq(u1_valid & (sn_page == u1_page) & (sn_idx == u1_idx)),
+            u1_match.eq(sn_any & u1_at),
             u1_sn_hit.eq(u1_match & ~mv_up),
         ]
         m.d.comb += [
@@ -1516,7 +1520,8 @@ class Scanner(wiring.Component):
                        & (~par.write | (wq_space & wmeta.w_rdy & run_space))
                        & cands.insert.ready),
             # A write to the parent waits while its update is being committed.
-            sn_hold.eq((par_act & sn_at_parent) | (commit & s1_match) | (mv_up & u1_match)),
+            # (From the offer's address only: ``ready`` never depends on ``valid``.)
+            sn_hold.eq((par_act & sn_at_parent) | (commit & s1_at) | (mv_up & u1_at)),
         ]
         with m.If(in_parent & (p_sub != 0) & (p_dirty | sn_parent)):
             m.d.sync += p_sub.eq(0)

@@ -318,10 +318,14 @@ WALK_REQ = Layout("WALK_REQ", 195, [
     ("USER", 194, 1),
 ])
 
-WALK_RESP = Layout("WALK_RESP", 256, [
+#: ``PTE_VALID``: a translation that walked the guest dimension, and ``PTE_GPA`` the GPA of
+#: its guest leaf entry (``model.walker.Translation.pte_gpa``; what the exit detector learns
+#: from).
+WALK_RESP = Layout("WALK_RESP", 320, [
     ("FAULT", 0, 4), ("LEVEL", 4, 3), ("RESP", 7, 2), ("SIZE", 9, 2), ("GSIZE", 11, 2),
     ("HSIZE", 13, 2), ("GRIGHTS", 15, 3), ("HRIGHTS", 18, 4), ("MEMTYPE", 22, 3),
-    ("GPA", 25, 52), ("HPA", 77, 52), ("ADDR", 129, 52), ("CODE", 192, 64),
+    ("GPA", 25, 52), ("HPA", 77, 52), ("ADDR", 129, 52), ("PTE_VALID", 181, 1),
+    ("CODE", 192, 64), ("PTE_GPA", 256, 52),
 ])
 
 #: Invalidation operations (``WALK_INV.OP``).

@@ -1,0 +1,161 @@
+"""The full-system scenario the engine is replayed on, model side.
+
+A guest with one process whose heap holds every page of a page-level trace (a real trace
+from :mod:`model.trace`, renumbered densely, or a synthetic workload from
+:mod:`model.workload`). The trace's time slices are grouped into scan passes: in each pass
+every distinct page touched becomes one demand walk (a write if any touch wrote it), in the
+order of first touch; then a scan pass runs. Afterwards the coldest pages are swapped out
+(their host leaves cleared), the guest faults on some of them (prefetch requests), and
+finally the process exits (its heap PTEs are cleared one by one, as guest PTE writes).
+
+:class:`Scenario` holds the guest and the model engine; the Verilator testbench
+(:mod:`cosim.tb_engine`) drives the RTL engine with the same steps and compares.
+"""
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from model import workload as wl
+from model.engine import Engine, EngineConfig
+from model.exit_detector import PteWrite
+from model.pagetable import SIZE_4K
+from model.prefetcher import PrefetchConfig, PrefetchRequest
+from model.scanner import ScanConfig
+from model.system import GuestSystem
+from model.trace import TraceReader
+from model.walker import WalkerConfig, WalkRequest
+from thermocline.layouts import X86_ENTRY
+
+__all__ = ["ReplayConfig", "Scenario", "HEAP", "ENV"]
+
+#: Guest-virtual base of the process heap.
+HEAP = 0x7F00_0000_0000
+#: Environment variable carrying a :class:`ReplayConfig` (JSON) to the testbench.
+ENV = "THERMOCLINE_REPLAY"
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """What to replay. ``trace``: a ``.tct`` file, or None for the synthetic ``workload``;
+    ``passes``: scan passes (the trace's slices are split evenly among them);
+    ``max_walks``: most demand walks per pass (0: all); ``swap_out``: coldest pages
+    swapped out; ``faults``: prefetch requests on swapped-out pages; ``exit_pages``:
+    heap PTEs cleared at the exit (0: all); ``out``: where the testbench writes its
+    results (JSON), and ``progress`` where it reports its progress (a line per step)."""
+
+    host: str = "ept"
+    trace: str | None = None
+    workload: str = "zipf"
+    npages: int = 4096
+    passes: int = 4
+    max_walks: int = 0
+    swap_out: int = 256
+    faults: int = 8
+    exit_pages: int = 0
+    seed: int = 1
+    out: str | None = None
+    progress: str | None = None
+
+    def to_env(self) -> dict:
+        return {ENV: json.dumps(asdict(self))}
+
+    @classmethod
+    def from_env(cls) -> "ReplayConfig":
+        return cls(**json.loads(os.environ.get(ENV, "{}")))
+
+
+def _passes(cfg: ReplayConfig) -> tuple[int, list[list[tuple[int, bool]]]]:
+    """The heap size in pages and, per pass, the demand walks ``(page, write)``."""
+    if cfg.trace:
+        npages, slices = TraceReader(cfg.trace).compact_slices()
+        slices = list(slices)
+    else:
+        npages = cfg.npages
+        gen = wl.GENERATORS[cfg.workload]
+        slices = list(gen(npages, touches=max(64, npages // 4), slices=4 * cfg.passes,
+                          seed=cfg.seed))
+    groups = np.array_split(np.arange(len(slices)), cfg.passes)
+    out = []
+    for group in groups:
+        order, writes = [], {}
+        for k in group:
+            s = slices[k]
+            for page, w in zip(s.pages.tolist(), s.writes.tolist()):
+                if page not in writes:
+                    order.append(page)
+                    writes[page] = False
+                writes[page] = writes[page] or bool(w)
+        walks = [(p, writes[p]) for p in order]
+        if cfg.max_walks:
+            walks = walks[:cfg.max_walks]
+        out.append(walks)
+    return npages, out
+
+
+class Scenario:
+    """The guest, its heap and the model engine for a :class:`ReplayConfig`."""
+
+    def __init__(self, cfg: ReplayConfig):
+        self.cfg = cfg
+        self.npages, self.passes = _passes(cfg)
+        ram = 1 << max(24, (2 * self.npages * SIZE_4K - 1).bit_length())
+        self.system = GuestSystem(guest_ram=ram, host=cfg.host, shuffle=cfg.seed)
+        self.space = self.system.new_space()
+        self.frames = [self.system.alloc_data() for _ in range(self.npages)]
+        for i, gpa in enumerate(self.frames):
+            self.space.map(HEAP + i * SIZE_4K, gpa, US=1, RW=1)
+        self.image = self.system.mem.copy()           # what the RTL's memory starts from
+        self.config = EngineConfig(
+            walker=WalkerConfig(host=cfg.host, tlb_entries=16, tlb_large_entries=4,
+                                pwc_entries=8),
+            scan=ScanConfig(fmt=cfg.host, levels=4),
+            prefetch=PrefetchConfig(host=cfg.host))
+        self.engine = Engine(self.system.mem, hroot=self.system.hroot,
+                             scan_root=self.system.host.root, config=self.config)
+        self.cr3 = self.space.root
+        self.hroot = self.system.hroot
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def walk(self, page: int, write: bool) -> WalkRequest:
+        return WalkRequest(gva=HEAP + page * SIZE_4K, cr3=self.cr3, hroot=self.hroot,
+                           write=write, user=True)
+
+    def level_of(self, page: int) -> int:
+        """The activity level the model's memory holds for a heap page."""
+        pt = self.system.host
+        leaf = self.engine.mem.read(pt.entry_addr(self.frames[page], 1))
+        return self.config.scan.fields.level.get(leaf)
+
+    def coldest(self) -> list[int]:
+        """The ``swap_out`` heap pages with the lowest level (ties: lowest page first)."""
+        levels = [(self.level_of(p), p) for p in range(self.npages)]
+        return [p for _, p in sorted(levels)[:self.cfg.swap_out]]
+
+    def swap_out_words(self, pages) -> list[tuple[int, int]]:
+        """``(host address, new word)`` of the host leaves that make ``pages`` non-resident
+        (the leaf is cleared)."""
+        pt = self.system.host
+        return [(pt.entry_addr(self.frames[p], 1), 0) for p in pages]
+
+    def fault(self, page: int) -> PrefetchRequest:
+        return PrefetchRequest(gva=HEAP + page * SIZE_4K, cr3=self.cr3, hroot=self.hroot)
+
+    def exit_writes(self) -> list[tuple[int, PteWrite]]:
+        """The heap PTE writes of the process exit, lowest address first: ``(host address
+        of the PTE, event)``; the new word is 0. Reads the model's memory."""
+        n = self.cfg.exit_pages or self.npages
+        out = []
+        gphys = self.system.gphys
+        for page in range(n):
+            pte_gpa = self.space.entry_addr(HEAP + page * SIZE_4K, 1)
+            hpa = gphys.hpa(pte_gpa)
+            old = self.engine.mem.read(hpa)
+            if not X86_ENTRY.P.get(old):
+                continue
+            out.append((hpa, PteWrite(asid=self.cr3, table_gpa=pte_gpa & ~0xFFF,
+                                      index=(pte_gpa >> 3) & 511, old=old, new=0)))
+        return out

@@ -1,0 +1,329 @@
+"""Full-system co-simulation: the RTL engine (:class:`hdl.engine.Engine`) replays a
+page-level trace against the model engine (:class:`model.engine.Engine`).
+
+The scenario is :class:`cosim.engine_scenario.Scenario` (configuration from the environment,
+:data:`cosim.engine_scenario.ENV`). Steps, each on both engines:
+
+1. software programs the registers over AXI4-Lite (roots, host root, interrupt mask);
+2. per pass: the pass's demand walks on ``walk_req`` (every response compared with the
+   model engine's translation, including where the guest PTE lives), then a scan pass
+   started by ``SCAN_CMD``; at ``PASS_DONE`` every statistic, the level histogram and the
+   ranked candidates are read from the register windows and compared, and the full memory
+   image is compared;
+3. the coldest pages are swapped out (host leaves cleared, walker caches invalidated by
+   ``WALK_INV_CMD``) and the guest faults on some of them: every prefetch record compared;
+4. the process exits: its heap PTE writes go to ``pte_write``; the drop events read from
+   the ``EXIT_DROP_*`` queue are compared in order;
+5. the walker's and the exit detector's counters (registers) and the memory image.
+
+Results (per-pass figures, candidates, prefetches, drops, agreement) are written as JSON
+when the configuration names a file: ``make demo`` prints them.
+"""
+
+import json
+import random
+import time
+from collections import deque
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+
+from cosim.axi_mem import AxiMem
+from cosim.engine_scenario import ReplayConfig, Scenario
+from cosim.runner import record_metric, sim_seed
+from cosim.stream import StreamDriver, StreamMonitor, Ticker
+from cosim.tb_exit_detector import counters_of, encode_event
+from cosim.tb_prefetcher import decode_records, encode_request as encode_fault, same
+from cosim.walk_codec import describe_response, encode_request, encode_result, \
+    model_counters
+from hdl.exit_detector import COUNTERS as EXIT_COUNTERS
+from hdl.scanner import STAT_NAMES
+from hdl.walker import COUNTERS as WALK_COUNTERS
+from model.walker import Translation
+from thermocline.layouts import WALK_RESP
+from thermocline.regmap import REGMAP
+
+CLOCK_NS = 10
+WORD = (1 << 64) - 1
+
+
+def expected_response(result) -> int:
+    """The ``WALK_RESP`` word of a model engine's answer, with where its guest PTE lives."""
+    word = encode_result(result)
+    if isinstance(result, Translation) and result.pte_gpa is not None:
+        word |= WALK_RESP.pack(PTE_VALID=1, PTE_GPA=result.pte_gpa)
+    return word
+
+
+class EngineTB:
+    def __init__(self, dut, cfg: ReplayConfig):
+        self.dut = dut
+        self.cfg = cfg
+        self.seed = sim_seed()
+        self.rng = random.Random(self.seed)
+        self.log = dut._log
+        t0 = time.perf_counter()
+        self.sc = Scenario(cfg)
+        self.log.info("scenario: %d heap pages, %d passes, %d walks (%.1f s)",
+                      self.sc.npages, len(self.sc.passes),
+                      sum(len(p) for p in self.sc.passes), time.perf_counter() - t0)
+        Clock(dut.clk, CLOCK_NS, unit="ns").start()
+        dut.rst.value = 0
+        dut.prefetch_drop.value = 0
+        image = self.sc.image
+        self.mem = AxiMem(dut, dut.clk, dut.rst, size=image.size, latency=4,
+                          seed=self.rng.getrandbits(32))
+        self.mem.load(image)
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil", bus_separator="__"),
+                                  dut.clk, dut.rst)
+        self.ticker = Ticker(dut.clk)
+        self.walks = StreamDriver(dut, "walk_req", self.ticker, encode_request)
+        self.resp = StreamMonitor(dut, "walk_resp", self.ticker)
+        self.faults = StreamDriver(dut, "fault", self.ticker, encode_fault)
+        self.pf = StreamMonitor(dut, "prefetch", self.ticker)
+        self.ptes = StreamDriver(dut, "pte_write", self.ticker, encode_event)
+        self.expected: deque = deque()
+        self.errors: list[str] = []
+        self.checked = {"walks": 0, "passes": 0, "prefetches": 0, "drops": 0, "images": 0}
+        self.walks.on_accept.append(self._accepted)
+        self.resp.on_item.append(self._response)
+        self.pf_words: list[int] = []
+        self.pf.on_item.append(lambda w, c: self.pf_words.append(w))
+        self.results = {"passes": [], "prefetch": [], "drops": [], "config": cfg.__dict__}
+        self.t_wall = time.perf_counter()
+        self.progress_file = open(cfg.progress, "w") if cfg.progress else None
+
+    def progress(self, step: str, done: int, total: int):
+        if self.progress_file:
+            self.progress_file.write(json.dumps({"step": step, "done": done,
+                                                 "total": total}) + "\n")
+            self.progress_file.flush()
+
+    # --- walks -------------------------------------------------------------------------------
+
+    def _accepted(self, req):
+        result = self.sc.engine.translate(req)
+        self.expected.append((req, expected_response(result)))
+
+    def _response(self, word, cycle):
+        if not self.expected:
+            self.errors.append(f"cycle {cycle}: a response nobody asked for")
+            return
+        req, want = self.expected.popleft()
+        if word != want:
+            self.errors.append(f"cycle {cycle}: {req}\n  hardware {describe_response(word)}"
+                               f"\n  model    {describe_response(want)}")
+        self.checked["walks"] += 1
+
+    async def drain_walks(self, limit: int):
+        waited = 0
+        while (self.walks.pending or self.expected) and waited < limit and not self.errors:
+            await ClockCycles(self.dut.clk, 16)
+            waited += 16
+        self.check()
+        assert not self.walks.pending and not self.expected, \
+            f"[seed {self.seed}] walks hang: {self.walks.pending} not accepted, " \
+            f"{len(self.expected)} unanswered"
+
+    def check(self):
+        assert not self.errors, f"[seed {self.seed}] " + "\n".join(self.errors[:5])
+
+    # --- registers ---------------------------------------------------------------------------
+
+    async def write(self, name: str, value: int):
+        reg = REGMAP[name]
+        for _, offset, shift in reg.words:
+            await self.axil.write_dword(offset, (value >> shift) & 0xFFFF_FFFF)
+
+    async def read(self, name: str) -> int:
+        reg = REGMAP[name]
+        value = 0
+        for _, offset, shift in reg.words:            # LO first: it captures HI
+            value |= await self.axil.read_dword(offset) << shift
+        return value
+
+    async def read_window(self, name: str, words: int) -> list[int]:
+        base = REGMAP.windows[name].offset
+        return [await self.axil.read_dword(base + 4 * i) for i in range(words)]
+
+    async def wait_irq(self, cause: str, limit: int):
+        bit = REGMAP["IRQ_CAUSE"].field(cause).mask
+        for _ in range(limit // 32):
+            await ClockCycles(self.dut.clk, 32)
+            await ReadOnly()
+            if self.dut.irq.value == 1:
+                await RisingEdge(self.dut.clk)
+                value = await self.read("IRQ_CAUSE")
+                if value & bit:
+                    await self.write("IRQ_CAUSE", bit)
+                    return value
+        raise AssertionError(f"[seed {self.seed}] no {cause} interrupt within {limit} cycles")
+
+    # --- checks ------------------------------------------------------------------------------
+
+    def check_image(self, context: str):
+        diff = self.mem.dump().diff(self.sc.engine.mem, limit=6)
+        assert not diff, (f"[seed {self.seed}] {context}: memory differs (addr, rtl, model): "
+                          f"{[(hex(a), hex(x), hex(y)) for a, x, y in diff]}")
+        self.checked["images"] += 1
+
+    def poke(self, addr: int, value: int):
+        """A write by software (the hypervisor or the guest) to both memories."""
+        self.mem.poke(addr, (value & WORD).to_bytes(8, "little"))
+        self.sc.engine.mem.write(addr, value)
+
+
+async def scan_pass(tb: EngineTB, index: int):
+    """One pass started by command; everything it reports compared with the model."""
+    await tb.write("SCAN_PASS_INDEX", index)
+    await tb.write("SCAN_CMD", REGMAP["SCAN_CMD"].pack(START=1, SET_INDEX=1))
+    cause = await tb.wait_irq("PASS_DONE", 4_000_000)
+    report = tb.sc.engine.scan()
+    ref = report.stats
+    hw = dict(zip(STAT_NAMES, await tb.read_window("SCAN_STAT", len(STAT_NAMES))))
+    levels = tb.sc.config.scan.levels
+    hist = await tb.read_window("SCAN_HIST", levels)
+    count = await tb.read("LP_COUNT")
+    words = await tb.read_window("LP_CAND", 4 * count)
+    cands = [(words[4 * i] | words[4 * i + 1] << 32,
+              words[4 * i + 2] | (words[4 * i + 3] & 0xFFFFF) << 32,
+              (words[4 * i + 3] >> 24) & 31) for i in range(count)]
+    want = {
+        "accessed": ref.accessed, "leaves_4k": ref.leaves_by_size[4096],
+        "leaves_2m": ref.leaves_by_size[1 << 21], "leaves_1g": ref.leaves_by_size[1 << 30],
+        "entries_read": ref.entries_read, "tables_read": ref.tables_read,
+        "writes": ref.writes, "malformed": ref.malformed, "bus_errors": ref.bus_errors,
+        "retries": ref.retries,
+    }
+    got = {k: hw[k] for k in want}
+    assert got == want, f"[seed {tb.seed}] pass {index}: statistics hw {got} model {want}"
+    assert hist == [int(x) for x in ref.histogram], \
+        f"[seed {tb.seed}] pass {index}: histogram hw {hist} model {list(ref.histogram)}"
+    model_cands = [tuple(int(v) for v in c) for c in ref.candidates][:count]
+    assert count == min(len(ref.candidates), 64) and cands == model_cands, \
+        f"[seed {tb.seed}] pass {index}: candidates hw {cands} model {model_cands}"
+    assert await tb.read("SCAN_LAST_PASS") == index
+    tb.check_image(f"pass {index}")
+    tb.checked["passes"] += 1
+    tb.results["passes"].append({
+        "pass": index, "walks": len(tb.sc.passes[index]), "histogram": hist,
+        "accessed": got["accessed"], "leaves": got["leaves_4k"] + got["leaves_2m"]
+        + got["leaves_1g"], "writes": got["writes"], "cycles": hw["cycles"],
+        "candidates": [{"region": r, "value": v} for r, _, v in cands],
+        "irq_cause": cause, "agree": True})
+
+
+@cocotb.test()
+async def replay(dut):
+    """The scenario end to end on the RTL engine, every output compared with the model."""
+    cfg = ReplayConfig.from_env()
+    tb = EngineTB(dut, cfg)
+    sc = tb.sc
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 4)
+    cycles0 = get_sim_time("ns") / CLOCK_NS
+
+    # 1. registers
+    await tb.write("SCAN_ROOT", sc.system.host.root)
+    await tb.write("SCAN_HROOT", sc.hroot)
+    if cfg.host == "npt":
+        await tb.write("SCAN_CONFIG", REGMAP["SCAN_CONFIG"].reset | 1)
+    await tb.write("IRQ_MASK", REGMAP["IRQ_MASK"].mask)
+    assert await tb.read("ID") == REGMAP["ID"].reset
+
+    # 2. passes
+    total = sum(len(p) for p in sc.passes)
+    done = 0
+    for index, walks in enumerate(sc.passes):
+        for page, write in walks:
+            tb.walks.send(sc.walk(page, write))
+        while tb.walks.pending:
+            await ClockCycles(dut.clk, 256)
+            tb.progress("walks", done + len(walks) - tb.walks.pending, total)
+            tb.check()
+        await tb.drain_walks(200 * len(walks) + 10_000)
+        done += len(walks)
+        await scan_pass(tb, index)
+        tb.progress("passes", index + 1, len(sc.passes))
+
+    # 3. swap out the coldest pages, fault on some of them
+    cold = sc.coldest()
+    for addr, word in sc.swap_out_words(cold):
+        tb.poke(addr, word)
+    await tb.write("WALK_INV_CMD", REGMAP["WALK_INV_CMD"].pack(OP=0))
+    await ClockCycles(dut.clk, 64)
+    sc.engine.walker.invalidate_all()
+    for k, page in enumerate(tb.rng.sample(cold, min(cfg.faults, len(cold)))):
+        req = sc.fault(page)
+        tb.pf_words.clear()
+        tb.faults.send(req)
+        for _ in range(20_000):
+            await ClockCycles(dut.clk, 8)
+            if tb.pf_words and (tb.pf_words[-1] >> 3) & 1:
+                break
+        hw = decode_records(tb.pf_words)
+        want = sc.engine.fault(req)
+        assert same(hw, want), f"[seed {tb.seed}] fault on page {page}: hw {hw} model {want}"
+        tb.checked["prefetches"] += 1
+        tb.results["prefetch"].append({"page": page, "status": hw.status,
+                                       "gpas": list(hw.gpas), "gvas": list(hw.gvas)})
+        tb.progress("faults", k + 1, cfg.faults)
+    tb.check_image("after the faults")
+
+    # 4. the process exits
+    writes = sc.exit_writes()
+    drops_want = []
+    drops_got = []
+
+    async def pop_drops():
+        while True:
+            status = await tb.read("EXIT_DROP_STATUS")
+            if not status & 1:
+                return
+            asid = await tb.read("EXIT_DROP_ASID")
+            table = await tb.read("EXIT_DROP_TABLE")
+            drops_got.append((asid, table, ("exit", "bulk")[status >> 1 & 1]))
+            await tb.write("EXIT_DROP_POP", 1)
+
+    for k, (hpa, event) in enumerate(writes):
+        tb.poke(hpa, event.new)
+        drops_want += [(d.asid, d.table_gpa, d.reason) for d in sc.engine.pte_write(event)]
+        tb.ptes.send(event)
+        while tb.ptes.pending:
+            await ClockCycles(dut.clk, 4)
+            if dut.irq.value == 1:
+                await pop_drops()
+        if k % 256 == 0:
+            tb.progress("exit", k + 1, len(writes))
+    await ClockCycles(dut.clk, 64)
+    await pop_drops()
+    assert drops_got == drops_want, \
+        f"[seed {tb.seed}] drops hw {drops_got[:8]} model {drops_want[:8]}"
+    tb.checked["drops"] = len(drops_got)
+    tb.results["drops"] = [{"asid": a, "table": t, "reason": r} for a, t, r in drops_got]
+
+    # 5. counters and the final image
+    walk_hw = {name: await tb.read(f"WALK_{name.upper()}") for name in WALK_COUNTERS}
+    walk_model = model_counters(sc.engine.walker)
+    assert walk_hw == walk_model, f"[seed {tb.seed}] walker counters hw {walk_hw} " \
+                                  f"model {walk_model}"
+    exit_hw = {name: await tb.read(f"EXIT_{name.upper()}") for name in EXIT_COUNTERS}
+    exit_model = counters_of(sc.engine.exits)
+    assert exit_hw == exit_model, f"[seed {tb.seed}] exit counters hw {exit_hw} " \
+                                  f"model {exit_model}"
+    tb.check_image("at the end")
+    cycles = get_sim_time("ns") / CLOCK_NS - cycles0
+    wall = time.perf_counter() - tb.t_wall
+    tb.results.update(checked=tb.checked, walker_counters=walk_hw, exit_counters=exit_hw,
+                      cycles=cycles, wall_seconds=wall, agree=True)
+    if cfg.out:
+        with open(cfg.out, "w") as f:
+            json.dump(tb.results, f, indent=1, default=int)
+    for name, value in tb.checked.items():
+        record_metric(name, value)
+    record_metric("cycles_per_second", round(cycles / wall))
