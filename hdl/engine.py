@@ -420,6 +420,16 @@ class Engine(wiring.Component):
         ]
 
 
+#: The engine as built for a small FPGA: small walk caches, a 64-bit scanner with a short
+#: read-ahead window, small exit-detector tables.
+SMALL = dict(
+    walker=dict(tlb_entries=8, tlb_large_entries=2, pwc_entries=4),
+    scanner=dict(max_levels=8, top_k_max=8, max_reads=4, burst_beats=16, max_writes=8,
+                 window=16),
+    exits=dict(spaces=4, tables=8),
+)
+
 SYNTH_DESIGNS = {
     "engine": lambda: Engine(),
+    "engine-small": lambda: Engine(**SMALL),
 }

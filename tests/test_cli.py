@@ -27,15 +27,19 @@ def test_bad_arguments_exit_2(argv, capsys):
 def test_bad_values_found_later_exit_2_with_message(capsys, tmp_path):
     assert run(["demo", "--out", str(tmp_path), "--workload", "fractal"]) == 2
     assert "'fractal'" in capsys.readouterr().out
-    assert run(["demo", "--out", str(tmp_path), "--guest-mib", "16",
+    assert run(["demo", "--no-rtl", "--out", str(tmp_path), "--guest-mib", "16",
                 "--heap-pages", "4096"]) == 2
     assert "does not fit" in capsys.readouterr().out
+    bad = tmp_path / "bad.tct"
+    bad.write_bytes(b"not a trace")
+    assert run(["demo", "--out", str(tmp_path), "--trace", str(bad)]) == 2
+    assert "error" in capsys.readouterr().err.lower()
 
 
 def test_small_demo_writes_its_results(tmp_path):
-    assert run(["demo", "--out", str(tmp_path), "--guest-mib", "16", "--heap-pages", "1024",
-                "--touches", "400", "--passes", "3", "--workload", "shifting",
-                "--no-eval"]) == 0
+    assert run(["demo", "--no-rtl", "--out", str(tmp_path), "--guest-mib", "16",
+                "--heap-pages", "1024", "--touches", "400", "--passes", "3",
+                "--workload", "shifting", "--no-eval"]) == 0
     data = json.loads((tmp_path / "demo.json").read_text())
     assert len(data["passes"]) == 3
     for p in data["passes"]:

@@ -21,29 +21,51 @@ def _positive(text: str) -> int:
 
 def _cmd_demo(args, console: Console) -> int:
     from model.workload import GENERATORS
-    from .demo import DemoConfig, run_demo
     from .report import write_results
     if args.workload not in GENERATORS:
         console.print(f"[red]error:[/] workload must be one of {sorted(GENERATORS)}, "
                       f"got {args.workload!r}")
         return 2
-    cfg = DemoConfig(guest_mib=args.guest_mib, heap_pages=args.heap_pages,
-                     workload=args.workload, touches=args.touches, passes=args.passes,
-                     seed=args.seed)
-    try:
-        result = run_demo(cfg, console)
-    except ValueError as e:
-        console.print(f"[red]error:[/] {e}")
-        return 2
+    out = Path(args.out)
+    if args.rtl:
+        from cosim.runner import CosimError
+        from model.trace import TraceError
+        from model.trace import bundled_trace
+        from .demo_rtl import run_rtl_demo
+        trace = args.trace or bundled_trace()
+        try:
+            result = {"rtl": run_rtl_demo(console, out, trace=trace, passes=args.passes,
+                                          max_walks=args.max_walks)}
+        except (TraceError, OSError) as e:
+            return _trace_error(e)
+        except CosimError as e:
+            console.print(f"[red]error:[/] the RTL engine and the model disagree or the "
+                          f"simulation failed:\n{e}")
+            return 1
+        rows = [[p["pass"], p["walks"], p["accessed"], p["writes"],
+                 " ".join(map(str, p["histogram"])), len(p["candidates"])]
+                for p in result["rtl"]["passes"]]
+        config = {"trace": str(trace), "passes": args.passes, "max_walks": args.max_walks}
+    else:
+        from .demo import DemoConfig, run_demo
+        cfg = DemoConfig(guest_mib=args.guest_mib, heap_pages=args.heap_pages,
+                         workload=args.workload, touches=args.touches, passes=args.passes,
+                         seed=args.seed)
+        try:
+            result = run_demo(cfg, console)
+        except ValueError as e:
+            console.print(f"[red]error:[/] {e}")
+            return 2
+        rows = [[p["pass_index"], p["touched"], p["accessed"], p["writes"],
+                 " ".join(map(str, p["histogram"])), len(p["candidates"])]
+                for p in result["passes"]]
+        config = cfg.__dict__
     if not args.no_eval:
         from .demo import evaluation_summary
         result["evaluation"] = evaluation_summary(console, args.out)
-    rows = [[p["pass_index"], p["touched"], p["accessed"], p["writes"],
-             " ".join(map(str, p["histogram"])), len(p["candidates"])]
-            for p in result["passes"]]
-    js, md = write_results(args.out, "demo", {"config": cfg.__dict__, **result},
-                           ["pass", "touched", "A set", "written", "histogram", "candidates"],
-                           rows)
+    js, md = write_results(args.out, "demo", {"config": config, **result},
+                           ["pass", "walks" if args.rtl else "touched", "A set", "written",
+                            "histogram", "candidates"], rows)
     console.print(f"wrote {js} and {md}")
     return 0
 
@@ -464,11 +486,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="the main job on bundled defaults",
-                       description="A guest runs a workload while the engine classifies its "
-                                   "pages; prints per-pass histograms, large-page candidates, "
-                                   "prefetch and exit results; then the evaluation summary "
-                                   "on the bundled trace, with its plots.")
+                       description="The RTL engine (in Verilator) replays the bundled trace "
+                                   "while the model checks every output: per-pass "
+                                   "histograms, large-page candidates, prefetch answers, exit "
+                                   "events and the agreement; then the evaluation summary on "
+                                   "the bundled trace, with its plots. With --no-rtl, the "
+                                   "model alone runs a synthetic workload instead.")
     d.add_argument("--out", default="build/demo", help="where to write demo.json/.md")
+    d.add_argument("--no-rtl", dest="rtl", action="store_false",
+                   help="the model alone on a synthetic workload (no Verilator)")
+    d.add_argument("--trace", default=None,
+                   help="trace the RTL engine replays (default: the bundled trace)")
+    d.add_argument("--max-walks", type=_positive, default=None,
+                   help="at most this many demand walks per pass on the RTL engine")
     d.add_argument("--guest-mib", type=_positive, default=128, help="guest RAM in MiB")
     d.add_argument("--heap-pages", type=_positive, default=16384,
                    help="pages of the process heap the workload touches")
