@@ -19,15 +19,19 @@ with a ``bus_error`` fault.
 Timing (a cycle is one clock). Every cache lookup and every entry read is registered before
 it is used, so no cycle holds more than one lookup or one decode:
 
-* a TLB hit in both dimensions answers three cycles after the request is accepted (guest
-  lookup, nested lookup, decision) when the guest page is 4 KiB, five when it is larger
-  (the nested lookup first assumes the 4 KiB guest slot and is repeated otherwise);
-* each memory reference costs its latency plus two cycles (the read data is registered,
-  then decoded);
-* a host translation costs two cycles of lookup when it hits the nested TLB, and one more
-  to start a host walk when it misses; a guest entry's host translation costs one more
-  cycle to form the entry's address;
-* each entry of the update phase costs two reads' worth of overhead plus its write.
+* a request is accepted once its guest lookup and the nested lookup of the GPA its 4 KiB
+  guest TLB slot gives are registered: after three cycles on offer, the last one idle (the
+  offer overlaps the response and cache fills of the request before);
+* a TLB hit in both dimensions then answers two cycles after acceptance (host decision,
+  response) when the guest page is 4 KiB, four when it is larger (the nested lookup is
+  repeated for the right slot);
+* each memory reference costs its latency plus one cycle: its data (or write response) is
+  registered, and the state that decodes it offers the next read at once;
+* a host translation adds two cycles (decision, then its first read offered; or the guest
+  entry's read, when the nested TLB hits); its lookup overlaps the decoding of the guest
+  entry that leads to its GPA;
+* the update phase starts as the last entry is decoded; each of its entries costs a read
+  and, if A or D is missing, a write.
 
 For the engine (SPEC §2, atomic A/D): the update phase's read and write of one entry must
 not be split by another agent's write to that word; the engine's arbiter holds the memory
@@ -246,7 +250,7 @@ class Walker(wiring.Component):
         r_fetch = Signal(reset_less=True)
         r_user = Signal(reset_less=True)
         k_cr3 = Signal(fw, reset_less=True)       # guest root frame (request or command)
-        k_hroot = Signal(root_tag_width(host, pa), reset_less=True)  # host root tag (request or command)
+        k_hroot = Signal(root_tag_width(host, pa), reset_less=True)  # host root tag (the same)
         ad = k_hroot[1] if ept else Const(1)       # host A/D enabled (EPTP bit 6)
 
         # --- walk state ----------------------------------------------------------------------
@@ -273,7 +277,7 @@ class Walker(wiring.Component):
         ht_rights = Signal(hrw, reset_less=True)
         hs_start = Signal(2, reset_less=True)     # level a host walk starts at, minus 1
         hd_use = Signal(3, reset_less=True)       # nested TLB slot used, one-hot by level
-        hs_use = Signal(4, reset_less=True)       # ... else the host walk's start, one-hot
+        hs_use = Signal(4, reset_less=True)       # the host walk's start (if no slot), one-hot
         hd_tlb = Signal(reset_less=True)          # host result: nested TLB (else the walk)
         hd_level = Signal(2, reset_less=True)     # host result: leaf level
         w_frame = Signal(fw, reset_less=True)     # host result of a walk: frame,
@@ -307,6 +311,9 @@ class Walker(wiring.Component):
         # What the arrays look up, as flip-flops (not decoded from the state): the request
         # being offered (while idle), every slot in turn (while sweeping).
         primed = Signal()                          # the lookup is of the request on offer
+        primed2 = Signal()                         # ... so is the host arrays' lookup (of
+                                                   # the 4K guest TLB slot's GPA, loaded in
+                                                   # IDLE with the host root and the flags)
         sel_sweep = Signal(init=1)
 
         # --- fault -----------------------------------------------------------------------------
@@ -326,6 +333,7 @@ class Walker(wiring.Component):
         fill_w = fill_mem.write_port()
         fill_r = fill_mem.read_port()
         upd_n = Signal(range(LIST_DEPTH + 1), reset_less=True)
+        upd_count = Signal(range(LIST_DEPTH + 1), reset_less=True)  # ... counted when pushed
         fill_n = Signal(range(LIST_DEPTH + 1), reset_less=True)
         upd_i = Signal(range(LIST_DEPTH + 1), reset_less=True)
         upd_i1 = Signal(range(LIST_DEPTH + 2), reset_less=True)  # upd_i + 1
@@ -352,7 +360,7 @@ class Walker(wiring.Component):
             """Take the record the list shows; the list is to show record ``following``."""
             m.d.sync += [rd_addr.eq(rec.addr), u_old.eq(rec.old), u_host.eq(rec.host),
                          u_set_a.eq(rec.set_a), u_set_d.eq(rec.set_d), u_level.eq(rec.level),
-                         upd_ra.eq(following), u_last.eq(following == upd_n)]
+                         upd_ra.eq(following), u_last.eq(following == upd_count)]
         u_changed = Signal(reset_less=True)       # the entry changed since the walk read it
         u_need = Signal(reset_less=True)          # its A/D bits are still missing
 
@@ -377,14 +385,14 @@ class Walker(wiring.Component):
 
         def push(update):
             """Push the fill record (and, if ``update``, the update record) of the entry."""
-            m.d.sync += [p_upd.eq(update), p_fill.eq(1)]
+            m.d.sync += [p_upd.eq(update), p_fill.eq(1), upd_count.eq(upd_count + update)]
 
-        # --- AXI: single 64-bit beats, address and data from registers ------------------------
+        # --- AXI: single 64-bit beats; write address and data from registers ------------------
         m.d.comb += [
             axi.arlen.eq(0), axi.arsize.eq(3), axi.arburst.eq(Burst.INCR), axi.arid.eq(0),
             axi.awlen.eq(0), axi.awsize.eq(3), axi.awburst.eq(Burst.INCR), axi.awid.eq(0),
             axi.wstrb.eq(0xFF), axi.wlast.eq(1),
-            axi.araddr.eq(Cat(Const(0, 3), rd_addr)), axi.awaddr.eq(Cat(Const(0, 3), rd_addr)),
+            axi.awaddr.eq(Cat(Const(0, 3), rd_addr)),
         ]
 
         # --- entry decoding --------------------------------------------------------------------
@@ -457,8 +465,17 @@ class Walker(wiring.Component):
         h_leaf = Signal(reset_less=True)           # ... the host entry is a leaf,
         h_present = Signal(reset_less=True)        # ... present;
         g_leaf = Signal(reset_less=True)           # ... the guest entry is a leaf;
-        h_next = Signal(pa - 3, reset_less=True)   # ... what the entries lead to
-        g_next = Signal(pa, reset_less=True)
+        h_next = Signal(pa - 3)                    # what the host entry arriving leads to
+        g_next = Signal(pa)                        # (of the word arriving)
+        rdata = axi.rdata
+        d_leaf = leaf_at(rdata, ht_level)
+        d_gleaf = leaf_at(rdata, g_level)
+        m.d.comb += g_next.eq(Mux(
+            d_gleaf,
+            Cat(r_va[:12], Mux(g_level == 1, rdata[12:21], r_va[12:21]),
+                Mux(g_level == 3, r_va[21:30], rdata[21:30]), rdata[30:pa]),
+            Cat(Const(0, 3), _index(r_va, g_level - 2), rdata[12:pa])))
+
         h_rights_new = Signal(hrw)
         m.d.comb += h_rights_new.eq(host_rights(e))
         memtype = e[H.MEMTYPE.lsb:H.MEMTYPE.lsb + 3] if ept else Const(0, 3)
@@ -564,13 +581,33 @@ class Walker(wiring.Component):
         def restart():
             """Start another attempt: the guest decision next cycle, and meanwhile the host
             lookup of the GPA the 4K guest TLB slot gives."""
-            m.d.sync += [upd_n.eq(0), fill_n.eq(0), upd_i.eq(0), upd_i1.eq(1), upd_ra.eq(0),
-                         upd_empty.eq(1), ht_final.eq(1)]
+            m.d.sync += [upd_n.eq(0), upd_count.eq(0), fill_n.eq(0), upd_i.eq(0), upd_i1.eq(1),
+                         upd_ra.eq(0), upd_empty.eq(1), ht_final.eq(1)]
             m.d.comb += ht_gpa_next.eq(Cat(r_va[:12], field_of(GTLB[1], "frame", fw)))
             m.next = "G"
 
         def to_idle():
             m.next = "IDLE"
+
+        def guest_decision():
+            """Decide from the guest lookup registers: the guest TLB slot to use, else the
+            level the guest walk starts at (the host decision uses and counts it)."""
+            use = Signal(3, name="g_use_now")
+            m.d.comb += use.eq(first_usable(t_hit, t_ok))
+            walk = Cat(gp_hit[2], ~gp_hit[2] & gp_hit[3], ~gp_hit[2] & ~gp_hit[3] & gp_hit[4],
+                       ~gp_hit[2] & ~gp_hit[3] & ~gp_hit[4])
+            m.d.sync += [g_use.eq(use), spec.eq(1),
+                         g_src.eq(Mux(use[0], 3, Mux(use[1], 1, Mux(use[2], 2, 0)))),
+                         g_goto.eq(Cat(use, Mux(use != 0, 0, walk))),
+                         g_start.eq(Mux(gp_hit[2], 0, Mux(gp_hit[3], 1, Mux(gp_hit[4], 2, 3))))]
+
+        def issue(kind):
+            """A read of ``kind`` is offered this cycle: wait for its data, or keep offering
+            it (from rd_addr) until it is accepted."""
+            with m.If(axi.arready):
+                m.next = f"{kind}_R"
+            with m.Else():
+                m.next = f"{kind}_AR"
 
         def count_success():
             with m.If(any_ref):
@@ -590,7 +627,7 @@ class Walker(wiring.Component):
         host_next = _or(
             [Mux(hd_use[lvl - 1], Cat(ht_gpa[3:PAGE_SHIFT[lvl]], nf[lvl]), 0)
              for lvl in (1, 2, 3)]
-            + [Mux(hs_use[code], Cat(_index(ht_gpa, Const(code, 2)), roots[code]), 0)
+            + [Mux(hs_use[code] & ~hd_tlb, Cat(_index(ht_gpa, Const(code, 2)), roots[code]), 0)
                for code in range(4)])
 
         def start_host_walk():
@@ -600,7 +637,8 @@ class Walker(wiring.Component):
                            Const(0b1111 if ept else 0b011, hrw))
             m.d.sync += [ht_level.eq(hs_start + 1), ht_rights.eq(rights),
                          rd_addr.eq(host_next)]
-            m.next = "HT_AR"
+            m.d.comb += axi.arvalid.eq(1)
+            issue("HT")
 
         def advance():
             """Take the next update-list record (the list shows it), unless the attempt ends
@@ -608,12 +646,17 @@ class Walker(wiring.Component):
             m.d.sync += [upd_i.eq(upd_i1), upd_i1.eq(upd_i1 + 1)]
             take_record(upd_i1 + 1)
 
-        def next_record():
-            """The current record is done."""
+        def next_record(offer=False):
+            """The current record is done (with ``offer``: the next one's read is offered
+            now, from the record the list shows)."""
             with m.If(u_last):
                 success()
             with m.Else():
-                m.next = "UPD_AR"
+                if offer:
+                    m.d.comb += axi.arvalid.eq(1)
+                    issue("UPD")
+                else:
+                    m.next = "UPD_AR"
 
         t_hit = {lvl: hit(GTLB[lvl]) for lvl in (1, 2, 3)}
         gp_hit = {lvl: hit(GPWC[lvl]) for lvl in (4, 3, 2)}
@@ -707,8 +750,8 @@ class Walker(wiring.Component):
                     key_ok.eq((cmd.ADDR & above) == 0),
                     r_write.eq(req.WRITE), r_fetch.eq(req.FETCH), r_user.eq(req.USER),
                     attempts.eq(0), any_ref.eq(0), ht_final.eq(1),
-                    upd_n.eq(0), fill_n.eq(0), upd_i.eq(0), upd_i1.eq(1), upd_ra.eq(0),
-                    upd_empty.eq(1),
+                    upd_n.eq(0), upd_count.eq(0), fill_n.eq(0), upd_i.eq(0), upd_i1.eq(1),
+                    upd_ra.eq(0), upd_empty.eq(1),
                     f_kind.eq(Mux(~canonical, FAULT["gp"],
                                   Mux(cr3_bad | root_bad(req.HROOT), FAULT["bad_root"], 0))),
                     f_level.eq(0), f_resp.eq(0),
@@ -717,31 +760,23 @@ class Walker(wiring.Component):
                 m.d.comb += ht_gpa_next.eq(Mux(self.inv.valid, cmd.ADDR[:pa],
                                                Cat(req.GVA[:12],
                                                    field_of(GTLB[1], "frame", fw))))
+                # The guest decision is made for the request on offer every cycle: an
+                # accepted request goes to the host decision at once.
+                guest_decision()
                 with m.If(self.inv.valid):
                     m.d.comb += self.inv.ready.eq(1)
                     m.d.sync += [sweep.eq(0),
                                  sel_sweep.eq((cmd.OP == INV["all"]) | (cmd.OP == INV["root"]))]
                     m.next = "INV_START"
-                with m.Elif(self.req.valid & primed):
+                with m.Elif(self.req.valid & primed2):
                     m.d.comb += self.req.ready.eq(1)
                     inc("requests")
-                    m.next = "G"
-
-            # --- guest decision: the guest TLB and PWC slots were read at acceptance ---------
-            with m.State("G"):
-                use = Signal(3, name="g_use_now")
-                m.d.comb += use.eq(first_usable(t_hit, t_ok))
-                walk = Cat(gp_hit[2], ~gp_hit[2] & gp_hit[3], ~gp_hit[2] & ~gp_hit[3] & gp_hit[4],
-                           ~gp_hit[2] & ~gp_hit[3] & ~gp_hit[4])
-                m.d.sync += [g_use.eq(use), spec.eq(1),
-                             g_src.eq(Mux(use[0], 3, Mux(use[1], 1, Mux(use[2], 2, 0)))),
-                             g_goto.eq(Cat(use, Mux(use != 0, 0, walk))),
-                             g_start.eq(Mux(gp_hit[2], 0, Mux(gp_hit[3], 1,
-                                                              Mux(gp_hit[4], 2, 3))))]
-                with m.If(f_kind != 0):
-                    m.next = "RESP"                # a non-canonical GVA or a bad root
-                with m.Else():
                     m.next = "HT_CHECK"
+
+            # --- guest decision after a restart (IDLE makes it for a request) ---------------
+            with m.State("G"):                     # (after a restart)
+                guest_decision()
+                m.next = "HT_CHECK"
 
             # --- host decision -------------------------------------------------------------------
             with m.State("HT_LOOK"):
@@ -757,13 +792,14 @@ class Walker(wiring.Component):
                 m.d.sync += [spec.eq(0), hd_tlb.eq(use != 0),
                              hd_level.eq(Mux(use[0], 1, Mux(use[1], 2, 3))),
                              hd_use.eq(use),
-                             hs_use.eq(Mux(use != 0, 0, Cat(
-                                 hp_hit[2], ~hp_hit[2] & hp_hit[3],
-                                 ~hp_hit[2] & ~hp_hit[3] & hp_hit[4],
-                                 ~hp_hit[2] & ~hp_hit[3] & ~hp_hit[4]))),
+                             hs_use.eq(Cat(hp_hit[2], ~hp_hit[2] & hp_hit[3],
+                                           ~hp_hit[2] & ~hp_hit[3] & hp_hit[4],
+                                           ~hp_hit[2] & ~hp_hit[3] & ~hp_hit[4])),
                              hs_start.eq(Mux(hp_hit[2], 0, Mux(hp_hit[3], 1,
                                                               Mux(hp_hit[4], 2, 3))))]
-                with m.If(spec):                   # the guest decision: count it, use it
+                # Right after acceptance, a non-canonical GVA or a bad root is answered.
+                early = f_kind != 0
+                with m.If(spec & ~early):          # the guest decision: count it, use it
                     with m.If(g_use != 0):
                         inc("gtlb_hits")
                     for start, lvl in ((0, 2), (1, 3), (2, 4)):
@@ -779,7 +815,7 @@ class Walker(wiring.Component):
                                           field_of(GPWC[3], "rights", 3),
                                           field_of(GPWC[4], "rights", 3), 0b011)),
                     ]
-                m.d.sync += checked.eq(~dispatch)
+                m.d.sync += checked.eq(~dispatch & ~early)
                 # Where the guest decision leads (then, until the next one: nowhere new).
                 tables = [field_of(GPWC[lvl], "frame", fw) for lvl in (2, 3, 4)] + [k_cr3]
                 m.d.comb += ht_gpa_next.eq(_or(
@@ -790,10 +826,12 @@ class Walker(wiring.Component):
                            Cat(Const(0, 3), _index(r_va, Const(code, 2)), tables[code]), 0)
                        for code in range(4)]))
                 m.d.sync += g_goto.eq(1)
-                with m.If(dispatch):
+                with m.If(early):
+                    m.next = "RESP"
+                with m.Elif(dispatch):
                     m.d.sync += ht_final.eq(g_src != 0)
                     m.next = "HT_LOOK"
-                with m.Elif(ht_final & upd_empty):
+                with m.Elif(ht_final & upd_empty & ~p_upd):   # (p_upd: a record being pushed)
                     m.d.sync += spec_resp.eq(1)
                     m.next = "RESP"
                 with m.Else():
@@ -806,7 +844,8 @@ class Walker(wiring.Component):
                     m.next = "UPD_FETCH"
                 with m.Else():                     # read the guest entry
                     m.d.sync += rd_addr.eq(host_next)
-                    m.next = "GW_AR"
+                    m.d.comb += axi.arvalid.eq(1)
+                    issue("GW")
 
             # --- memory reads: address, then the data registered, then decoded ---------------
             for kind in ("HT", "GW", "UPD"):
@@ -820,10 +859,21 @@ class Walker(wiring.Component):
                     if kind == "UPD":
                         m.d.comb += self.lock.eq(1)
                     with m.If(axi.rvalid):
+                        # p_addr: the address of the word read (that ADDR reports, and its
+                        # records'); rd_addr then takes the next read's (a host entry's).
+                        m.d.sync += p_addr.eq(rd_addr)
+                        if kind == "HT":
+                            m.d.sync += rd_addr.eq(h_next)
                         with m.If(~axi.rresp[1]):
                             inc("mem_reads")
                             m.d.sync += any_ref.eq(1)
                         m.next = "UPD_ACT" if kind == "UPD" else f"{kind}_DEC"
+                        if kind == "GW":
+                            # What the entry leads to is the GPA to translate next: the
+                            # host arrays look it up while the entry is decoded. (If the
+                            # entry faults, the response does not report it.)
+                            m.d.comb += ht_gpa_next.eq(g_next)
+                            m.d.sync += ht_final.eq(d_gleaf)
 
             # The decoding states load their registers whatever the entry; only the next
             # state, the fault kind and the list writes depend on it.
@@ -840,17 +890,25 @@ class Walker(wiring.Component):
                     hd_tlb.eq(0), hd_level.eq(ht_level), w_frame.eq(e[12:pa]),
                     w_rights.eq(h_rights_new), w_memtype.eq(memtype),
                 ]
-                m.d.sync += rd_addr.eq(h_next)
+                # The next read (a host entry, or the guest entry a leaf locates) is offered
+                # at once (rd_addr took its address with the word).
+                m.d.comb += axi.arvalid.eq(usable & ~(h_leaf & ht_final))
                 with m.If(~usable):
                     m.next = "RESP"
                 with m.Else():
                     push(h_need_a | h_need_d)
                     with m.If(~h_leaf):
-                        m.next = "HT_AR"
+                        issue("HT")
                     with m.Elif(ht_final):
-                        m.next = "UPD_PUSH"
+                        # Record 0 is shown by the list already if it was pushed before.
+                        with m.If(upd_n != 0):
+                            m.next = "UPD_FETCH"
+                        with m.Elif(h_need_a | h_need_d):
+                            m.next = "UPD_PUSH"
+                        with m.Else():
+                            success()
                     with m.Else():
-                        m.next = "GW_AR"
+                        issue("GW")
 
             with m.State("GW_DEC"):
                 present = e[X.P.lsb]
@@ -862,14 +920,12 @@ class Walker(wiring.Component):
                     f_rsvd.eq(present & g_bad_r),
                     g_level.eq(g_level - 1), g_rights.eq(g_rights_new),
                     res_glevel.eq(g_level), res_grights.eq(g_rights_new),
-                    ht_final.eq(g_leaf),
                 ]
-                m.d.comb += ht_gpa_next.eq(g_next)
                 with m.If(~usable):
                     m.next = "RESP"
                 with m.Else():
                     push(g_need_a | g_need_d)
-                    m.next = "HT_LOOK"
+                    m.next = "HT_CHECK"        # (the host arrays looked up g_next meanwhile)
 
             # --- update phase: atomic read-compare-write of every entry lacking A/D ----------
             # A record pushed by the last decoding is written, then read.
@@ -879,12 +935,13 @@ class Walker(wiring.Component):
             with m.State("UPD_WAIT"):
                 m.next = "UPD_FETCH"
 
-            with m.State("UPD_FETCH"):
+            with m.State("UPD_FETCH"):              # (the list shows record upd_i)
                 take_record(upd_i1)
-                with m.If(upd_i == upd_n):
+                with m.If(upd_i == upd_count):
                     success()
                 with m.Else():
-                    m.next = "UPD_AR"
+                    m.d.comb += axi.arvalid.eq(1)
+                    issue("UPD")
 
             aw_done = Signal()
             w_done = Signal()
@@ -916,7 +973,7 @@ class Walker(wiring.Component):
                     with m.Else():
                         m.d.sync += [aw_done.eq(aw_now), w_done.eq(w_now)]
                 with m.Else():
-                    next_record()
+                    next_record(offer=True)
 
             with m.State("UPD_B"):
                 m.d.comb += [axi.bready.eq(1), self.lock.eq(1)]
@@ -946,7 +1003,8 @@ class Walker(wiring.Component):
                         # A translation's cache fills follow its response; the walker takes
                         # no request or command before they are done.
                         m.d.sync += [fill_i.eq(0), fill_pending.eq(0)]
-                        with m.If(ok & (fill_n != 0)):
+                        # (p_fill: the last record is being written)
+                        with m.If(ok & ((fill_n != 0) | p_fill)):
                             m.next = "FILL"
                         with m.Else():
                             to_idle()
@@ -985,15 +1043,26 @@ class Walker(wiring.Component):
         # then ignores the state register's power-up value: the walker needs its reset.)
         fsm.state.attrs["fsm_encoding"] = "one-hot"
 
+        # The read address: rd_addr, or the read a state offers at once (the next entry a
+        # decoding leads to, the host walk's first entry or the guest entry, the update
+        # record the list shows).
+        m.d.comb += axi.araddr.eq(Cat(Const(0, 3), _or([
+            Mux(fsm.ongoing("HT_NEXT") | fsm.ongoing("RESP"), host_next, 0),
+            Mux(fsm.ongoing("UPD_FETCH") | fsm.ongoing("UPD_ACT"), rec.addr, 0),
+            Mux(fsm.ongoing("HT_AR") | fsm.ongoing("GW_AR") | fsm.ongoing("UPD_AR")
+                | fsm.ongoing("HT_DEC"), rd_addr, 0)])))
+
         # --- lookups: every array, every cycle ------------------------------------------------
         # Every array is read at an index register and compares with registers, loaded with
         # what it is to look up next cycle. Guest arrays look up the request on offer (while
         # idle, answering or filling), then keep looking up the one accepted (or the command's
         # address); host arrays look up ht_gpa. A lookup's result is used the cycle after its
-        # operands were set, and while they stay. A request is accepted once it has been on
-        # offer for two cycles: its lookup is then registered, and used from the acceptance
-        # cycle on (the 4K guest TLB slot's frame in that cycle already). The arrays' index
-        # registers reset with the sweep counter: the sweep after reset starts at once.
+        # operands were set, and while they stay. While idle, the host arrays look up the GPA
+        # the 4K guest TLB slot gives for the request on offer. A request is accepted once
+        # both lookups are registered (three cycles on offer, the last one idle): the guest
+        # decision is registered with the acceptance, the host decision the cycle after. The
+        # arrays' index registers reset with the sweep counter: the sweep after reset starts
+        # at once.
         offering = fsm.ongoing("IDLE") | fsm.ongoing("RESP") | fsm.ongoing("FILL")
         l_va = Signal(36, reset_less=True)         # the guest arrays' operands
         l_cr3 = Signal(fw, reset_less=True)
@@ -1008,7 +1077,8 @@ class Walker(wiring.Component):
         # (offered), and was looked up in the cycle before (primed, if no slot was written).
         offered = Signal()
         on_offer = offering & self.req.valid & ~self.inv.valid
-        m.d.sync += [offered.eq(on_offer), primed.eq(offered & on_offer & ~fill_pending)]
+        m.d.sync += [offered.eq(on_offer), primed.eq(offered & on_offer & ~fill_pending),
+                     primed2.eq(primed & on_offer & ~fill_pending & fsm.ongoing("IDLE"))]
         for a in arrays:
             if a is None:
                 continue
@@ -1022,28 +1092,14 @@ class Walker(wiring.Component):
             m.d.comb += a.index_next.eq(Mux(sel_sweep, sweep, a.index_of(key_next)))
 
         # --- the read data, registered with the deep parts of its decoding -------------------
-        rdata = axi.rdata
         host_ign = H.A.mask | H.D.mask | L.ENGINE_BITS[host].mask
         guest_ign = X.A.mask | X.D.mask
-        d_leaf = leaf_at(rdata, ht_level)
-        d_gleaf = leaf_at(rdata, g_level)
         # (One read at a time, and rready is high while waiting for it: a beat is ours.)
         with m.If(axi.rvalid):
             m.d.sync += [
                 e_r.eq(rdata), resp_r.eq(axi.rresp),
-                # what a host entry leads to: a guest entry's address (a leaf translating
-                # its GPA) or the entry at the next level (a table)
-                h_next.eq(Mux(d_leaf,
-                              Cat(ht_gpa[3:12], Mux(ht_level == 1, rdata[12:21], ht_gpa[12:21]),
-                                  Mux(ht_level == 3, ht_gpa[21:30], rdata[21:30]),
-                                  rdata[30:pa]),
-                              Cat(_index(ht_gpa, ht_level - 2), rdata[12:pa]))),
                 # what a guest entry leads to: the final GPA (a leaf) or the GPA of the
                 # entry at the next level (a table)
-                g_next.eq(Mux(d_gleaf,
-                              Cat(r_va[:12], Mux(g_level == 1, rdata[12:21], r_va[12:21]),
-                                  Mux(g_level == 3, r_va[21:30], rdata[21:30]), rdata[30:pa]),
-                              Cat(Const(0, 3), _index(r_va, g_level - 2), rdata[12:pa]))),
                 h_leaf.eq(d_leaf), g_leaf.eq(d_gleaf),
                 h_present.eq(rdata[0:3] != 0 if ept else rdata[X.P.lsb]),
                 h_bad_r.eq(host_bad(rdata)), h_ok_r.eq(host_allows(host_rights(rdata), ht_final)),
@@ -1062,8 +1118,14 @@ class Walker(wiring.Component):
             p_select.eq(Mux(host_dec, array_of(ht_level, h_leaf, NTLB, HPWC),
                             array_of(g_level, g_leaf, GTLB, GPWC))),
         ]
-        with m.If(~fsm.ongoing("RESP")):          # p_addr: also the address ADDR reports
-            m.d.sync += p_addr.eq(rd_addr)
+        # What a host entry leads to: a guest entry's address (a leaf translating its GPA) or
+        # the entry at the next level (a table).
+        m.d.comb += h_next.eq(Mux(d_leaf,
+                                  Cat(ht_gpa[3:12],
+                                      Mux(ht_level == 1, rdata[12:21], ht_gpa[12:21]),
+                                      Mux(ht_level == 3, ht_gpa[21:30], rdata[21:30]),
+                                      rdata[30:pa]),
+                                  Cat(_index(ht_gpa, ht_level - 2), rdata[12:pa])))
         m.d.comb += [
             upd_w.data.addr.eq(p_addr), upd_w.data.old.eq(e_r), upd_w.data.host.eq(p_host),
             upd_w.data.set_a.eq(p_set_a), upd_w.data.set_d.eq(p_set_d),
