@@ -177,7 +177,9 @@ class TB:
         await ClockCycles(self.dut.clk, 1)
 
     async def drain(self):
-        waited, limit = 0, 200 + 12 * self.event.pending
+        # S + T + 9 cycles per event at most (see hdl/exit_detector.py), plus drop waits.
+        per_event = self.config.spaces + self.config.tables + 20
+        waited, limit = 0, 200 + per_event * self.event.pending
         while self.event.pending or self.board.expected or self.dut.busy.value:
             if waited >= limit or self.board.errors:
                 break

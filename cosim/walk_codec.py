@@ -34,7 +34,8 @@ def encode_result(result: Translation | Fault) -> int:
             FAULT=0, GPA=result.gpa, HPA=result.hpa, SIZE=SIZE_CODES[result.size],
             GSIZE=SIZE_CODES[result.guest_size], HSIZE=SIZE_CODES[result.host_size],
             GRIGHTS=_bits(result.guest_rights), HRIGHTS=_bits(result.host_rights),
-            MEMTYPE=result.memtype)
+            MEMTYPE=result.memtype, PTE_VALID=int(result.pte_gpa is not None),
+            PTE_GPA=result.pte_gpa or 0)
     return WALK_RESP.pack(FAULT=FAULT_KINDS.index(result.kind.value), CODE=result.code,
                           GPA=result.gpa, ADDR=result.addr, LEVEL=result.level,
                           RESP=RESP_CODES[result.resp])

@@ -267,6 +267,8 @@ class Walker(wiring.Component):
                                                   # a 2M or 1G slot's GPA, a walk's first
                                                   # entry's GPA (at level 1, 2, 3 or 4)
         g_level = Signal(3, reset_less=True)
+        pte_ok = Signal(reset_less=True)          # this attempt read the guest leaf entry,
+        pte_gpa = Signal(pa, reset_less=True)     # ... at this GPA (reported with a success)
         g_rights = Signal(3, reset_less=True)     # rw, us, xd
         ht_gpa = Signal(pa, reset_less=True)      # GPA being translated; a command's address
         ht_gpa_next = Signal(pa)                  # ... what it is next cycle
@@ -561,6 +563,8 @@ class Walker(wiring.Component):
             host_kind = FAULT["npf"]
         rp = self.resp.payload
         m.d.comb += [
+            rp.PTE_VALID.eq(ok & pte_ok),
+            rp.PTE_GPA.eq(Mux(ok & pte_ok, pte_gpa, 0)),
             rp.FAULT.eq(f_kind),
             rp.CODE.eq(Mux(f_kind == FAULT["page_fault"], pf_code,
                            Mux(f_kind == host_kind, host_code, 0))),
@@ -582,7 +586,7 @@ class Walker(wiring.Component):
             """Start another attempt: the guest decision next cycle, and meanwhile the host
             lookup of the GPA the 4K guest TLB slot gives."""
             m.d.sync += [upd_n.eq(0), upd_count.eq(0), fill_n.eq(0), upd_i.eq(0), upd_i1.eq(1),
-                         upd_ra.eq(0), upd_empty.eq(1), ht_final.eq(1)]
+                         upd_ra.eq(0), upd_empty.eq(1), ht_final.eq(1), pte_ok.eq(0)]
             m.d.comb += ht_gpa_next.eq(Cat(r_va[:12], field_of(GTLB[1], "frame", fw)))
             m.next = "G"
 
@@ -749,7 +753,7 @@ class Walker(wiring.Component):
                     k_cr3_ok.eq((cmd.CR3 & above) == 0), k_hroot_ok.eq(~root_bad(cmd.HROOT)),
                     key_ok.eq((cmd.ADDR & above) == 0),
                     r_write.eq(req.WRITE), r_fetch.eq(req.FETCH), r_user.eq(req.USER),
-                    attempts.eq(0), any_ref.eq(0), ht_final.eq(1),
+                    attempts.eq(0), any_ref.eq(0), ht_final.eq(1), pte_ok.eq(0),
                     upd_n.eq(0), upd_count.eq(0), fill_n.eq(0), upd_i.eq(0), upd_i1.eq(1),
                     upd_ra.eq(0), upd_empty.eq(1),
                     f_kind.eq(Mux(~canonical, FAULT["gp"],
@@ -874,6 +878,10 @@ class Walker(wiring.Component):
                             # entry faults, the response does not report it.)
                             m.d.comb += ht_gpa_next.eq(g_next)
                             m.d.sync += ht_final.eq(d_gleaf)
+                            # A leaf: the GPA just translated is its entry's (the exit
+                            # detector learns where the page's PTE lives).
+                            with m.If(d_gleaf):
+                                m.d.sync += [pte_ok.eq(1), pte_gpa.eq(ht_gpa)]
 
             # The decoding states load their registers whatever the entry; only the next
             # state, the fault kind and the list writes depend on it.

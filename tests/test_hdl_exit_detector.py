@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 from cosim.tb_exit_detector import counters_of, decode_drop, encode_event, random_events
 from hdl.exit_detector import COUNTERS, EXIT_DROP, EXIT_EVENT, ExitDetector as HwDetector
 from hdl.layouts import struct
-from model.exit_detector import Access, ExitConfig, ExitDetector, PteWrite
+from model.exit_detector import Access, Drop, ExitConfig, ExitDetector, PteWrite
 from thermocline.layouts import X86_ENTRY
 
 from .helpers import scale
@@ -44,7 +44,7 @@ def run(config: ExitConfig, phases, *, gaps=0.3, seed=0, reset_after=None):
             queue = list(events)
             drops = []
             cycle = 0
-            limit = 40 + 12 * len(queue)
+            limit = 100 + (config.spaces + config.tables + 20) * len(queue)
             while cycle < limit:
                 if reset_after is not None and k < len(phases) - 1 and cycle == reset_after:
                     break
@@ -135,6 +135,64 @@ def test_full_tables_evict_round_robin():
     model = ExitDetector(config)
     model.feed_all(events)
     assert model.counters.space_evictions > 0 and model.counters.table_evictions > 0
+
+
+def test_same_page_newer_pte_location_wins():
+    """An access at the recorded page moves the record to its PTE; the old PTE no longer
+    marks the space exiting, the new one does."""
+    asid = 3
+    events = [Access(asid, 0x7000, 0x1000, 7, True), Access(asid, 0x7FFF, 0x2000, 9, True),
+              unmap(asid, 0x1, 7), unmap(asid, 0x2, 9), unmap(asid, 0x2, 10)]
+    drops = check(ExitConfig(spaces=2, tables=4, run_threshold=4), events)
+    assert drops == [Drop(asid, 0x2000, "exit"), Drop(asid, 0x2000, "exit")]
+
+
+def test_cycles_per_event_match_the_documented_timing():
+    """Back to back, with drops taken at once: S + 5 cycles per user access, S + T + 9 per
+    unmapping write (plus one per drop), one per supervisor access."""
+    config = ExitConfig(spaces=3, tables=5)
+    S, T = config.spaces, config.tables
+    cases = [
+        ([Access(1, 0x1000, 0x1000, 1, False)] * 4, 4),
+        ([Access(1, 0x1000 * k, 0x1000, k, True) for k in range(4)], 4 * (S + 5)),
+        ([unmap(1, 0x10, k) for k in range(4)], 4 * (S + T + 9)),
+    ]
+    for events, want in cases:
+        cycles = timed(config, events)
+        assert cycles == want, f"{events[0]}: {cycles} cycles, documented {want}"
+
+
+def timed(config, events):
+    """Cycles from the first event taken to the cycle after the last is done (no gaps, drops
+    taken at once)."""
+    dut = HwDetector(**{k: getattr(config, k) for k in
+                        ("spaces", "tables", "run_threshold", "tables_needed")})
+    top = Module()
+    top.domains.sync = ClockDomain("sync")
+    top.submodules.dut = dut
+    result = []
+
+    async def bench(ctx):
+        queue = list(events)
+        cycle = 0
+        ctx.set(dut.drop.ready, 1)
+        while queue or ctx.get(dut.busy):
+            assert cycle < 1000, "hang"
+            ctx.set(dut.event.valid, bool(queue))
+            if queue:
+                ctx.set(dut.event.payload.as_value(), encode_event(queue[0]))
+            took = bool(queue) and ctx.get(dut.event.ready)
+            await ctx.tick()
+            cycle += 1
+            if took:
+                queue.pop(0)
+        result.append(cycle)
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8, domain="sync")
+    sim.add_testbench(bench)
+    sim.run()
+    return result[0]
 
 
 def test_counters_and_supervisor_accesses():
