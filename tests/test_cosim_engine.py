@@ -1,0 +1,26 @@
+"""The RTL engine replaying a scenario against the model engine (cocotb test in
+cosim/tb_engine.py): a synthetic workload here; ``make demo`` replays the bundled trace."""
+
+import pytest
+
+from hdl.engine import Engine
+from thermocline.demo_rtl import ENGINE_PARAMS
+
+pytest.importorskip("cocotb_tools.runner")
+from cosim.engine_scenario import ReplayConfig  # noqa: E402
+from cosim.runner import build  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def engine_sim():
+    return build("engine", lambda **p: Engine(**p), ENGINE_PARAMS)
+
+
+@pytest.mark.parametrize("workload", ["zipf", "shifting"])
+def test_replay(engine_sim, workload, tmp_path):
+    cfg = ReplayConfig(host="ept", workload=workload, npages=1024, passes=3, max_walks=300,
+                       swap_out=128, faults=4, exit_pages=600)
+    result = engine_sim.run("cosim.tb_engine", testcase="replay", seed=1,
+                            extra_env=cfg.to_env())
+    assert result.tests == 1
+    print(f"\n{workload}: {result.metrics}")
