@@ -24,3 +24,10 @@ def test_replay(engine_sim, workload, tmp_path):
                             extra_env=cfg.to_env())
     assert result.tests == 1
     print(f"\n{workload}: {result.metrics}")
+
+
+def test_registers_mid_pass(engine_sim):
+    cfg = ReplayConfig(host="ept", workload="uniform", npages=1024, passes=2, max_walks=200)
+    result = engine_sim.run("cosim.tb_engine", testcase="registers_mid_pass", seed=1,
+                            extra_env=cfg.to_env())
+    assert result.tests == 1
