@@ -21,7 +21,10 @@ data and strobes are placed in the lanes of each beat's address.
 Atomicity (see the contract in :mod:`hdl.scanner`):
 
 * ``lock`` units (the walker) raise their ``lock`` input from the read of a read-modify-write
-  to its write response; meanwhile no other unit's write address is granted.
+  to its write response; meanwhile no other unit's write address is granted — except while
+  the lock holder's write waits for ``snoop.ready``, which means another unit's write to
+  the same word is queued and must land first (otherwise neither would ever go). The walker
+  writes only the byte holding A and D, so such an earlier write keeps its other bits.
 * ``snooped`` units (the walker) make single-beat writes of whole 64-bit words with ``AW``
   and ``W`` offered together. Their write is granted only with ``snoop.ready`` high and
   once the unit's previous write has passed its data, and
@@ -225,11 +228,20 @@ class AxiArbiter(wiring.Component):
         aw_fire = Signal()
         aw_can = [Signal(name=f"aw_can_{u.name}") for u in units]
         aw_win = [Signal(name=f"aw_win_{u.name}") for u in units]
+        # A lock holder whose write waits for ``snoop.ready`` waits for a write another
+        # unit has queued to the same word: that write goes first (else neither would).
+        held = []
+        for j, (u, port) in enumerate(zip(units, ports)):
+            if locks[j] is not None:
+                lk = locks[j]
+                if u.snooped:
+                    lk = lk & ~(port.awvalid & port.wvalid & ~snoop.ready)
+                held.append((j, lk))
         for i, (u, port) in enumerate(zip(units, ports)):
             ok = port.awvalid
-            others = [locks[j] for j in range(n) if j != i and locks[j] is not None]
-            for lk in others:
-                ok = ok & ~lk
+            for j, lk in held:
+                if j != i:
+                    ok = ok & ~lk
             if u.snooped:
                 # The data offered must be this write's: no earlier write of the unit may
                 # still owe its W beat.

@@ -6,7 +6,9 @@ The hardware twin of :class:`model.engine.Engine`. Inside:
 * :class:`~hdl.walker.Walker` — demand walks from ``walk_req`` answered on ``walk_resp``;
   invalidations from the ``WALK_INV_*`` registers and, for coherence, one ``scan_clear``
   command per leaf whose A bit the scanner cleared (host root ``SCAN_HROOT``; these go
-  first); every successful walk of the guest dimension is reported to the exit detector
+  first, from a queue of ``clear_depth`` reports, so the scanner never waits for the walker;
+  when the queue overflows, one ``root`` command for ``SCAN_HROOT`` replaces the lost
+  reports: the walker forgets more, never less); every successful walk of the guest dimension is reported to the exit detector
   (an access event, address space = the request's CR3), as the model's engine does.
 * :class:`~hdl.scanner.Scanner` — passes started by ``SCAN_CMD.START`` or, with
   ``SCAN_CTRL.ENABLE``, whenever the interval controller says one is due; configuration from
@@ -24,8 +26,13 @@ The hardware twin of :class:`model.engine.Engine`. Inside:
   (``EXIT_DROP`` cause), ``drop_depth`` of them; a full queue holds the detector, which
   holds its inputs.
 * :class:`~hdl.arbiter.AxiArbiter` — walker, scanner, prefetcher in that priority order on
-  ``m_axi``; the walker's writes are shown to the scanner (``snoop``) and its
-  read-modify-writes are kept whole (``lock``).
+  ``m_axi``; the walker's writes are shown to the scanner (``snoop``). The walker's A/D
+  updates write only the byte that holds A and D, so a scanner write to the same word
+  landing between the update's read and its write keeps its level bits and loses nothing
+  of the walker's: the result is the scanner's write followed by the walker's A/D set. The
+  arbiter therefore does not hold the port for the walker's read-modify-write (``lock``
+  unused): holding it deadlocks when the memory answers reads in order and the scanner,
+  whose writes would wait, stops taking read data.
 * :class:`~hdl.regs.Regs` — ``s_axil`` and ``irq`` (``IRQ_CAUSE & IRQ_MASK``).
 
 Everything runs in one clock domain with one synchronous reset; the AXI slave and the
@@ -45,7 +52,7 @@ from .interval import IntervalController
 from .layouts import struct
 from .prefetcher import PREFETCH_REQ, PREFETCH_RESP, Prefetcher
 from .regs import Regs, axil_signature
-from .scanner import STAT_NAMES, Scanner, stat_index
+from .scanner import STAT_NAMES, Scanner, cleared_layout, stat_index
 from .walker import COUNTERS as WALK_COUNTERS, Walker
 
 __all__ = ["Engine", "SYNTH_DESIGNS"]
@@ -74,6 +81,9 @@ class Engine(wiring.Component):
         Most beats of one prefetch window burst.
     drop_depth : int
         Exit drop events the register queue holds.
+    clear_depth : int
+        Cleared-leaf reports of the scanner waiting for the walker; beyond that, the walker
+        drops every cached translation of ``SCAN_HROOT`` instead.
 
     Members
     -------
@@ -88,7 +98,7 @@ class Engine(wiring.Component):
 
     def __init__(self, *, host: str = "ept", data_width: int = 64, walker: dict | None = None,
                  scanner: dict | None = None, exits: dict | None = None,
-                 prefetch_burst: int = 16, drop_depth: int = 8):
+                 prefetch_burst: int = 16, drop_depth: int = 8, clear_depth: int = 32):
         if host not in ("ept", "npt"):
             raise ValueError(f"Engine: host must be 'ept' or 'npt', got {host!r}")
         self._host = host
@@ -106,6 +116,9 @@ class Engine(wiring.Component):
         if not 1 <= drop_depth <= 256:
             raise ValueError(f"Engine: drop_depth must be 1..256, got {drop_depth}")
         self._drop_depth = drop_depth
+        if not 2 <= clear_depth <= 512:
+            raise ValueError(f"Engine: clear_depth must be 2..512, got {clear_depth}")
+        self._clear_depth = clear_depth
         self._bus = AxiParams(addr_width=52, data_width=data_width, id_width=6)
         super().__init__({
             "m_axi": Out(axi4_signature(self._bus)),
@@ -134,7 +147,7 @@ class Engine(wiring.Component):
         rg = m.submodules.regs = Regs()
         arb = m.submodules.arbiter = AxiArbiter(self._bus, [
             Unit("walker", wk.axi,
-                 snooped=True, lock=True),
+                 snooped=True),
             Unit("scanner", sc.params),
             Unit("prefetch", AxiParams(addr_width=52, data_width=64, id_width=4)),
         ])
@@ -142,7 +155,6 @@ class Engine(wiring.Component):
         connect(m, sc.m_axi, arb.scanner)
         connect(m, pf.m_axi, arb.prefetch)
         connect(m, arb.snoop, sc.snoop)
-        m.d.comb += arb.walker_lock.eq(wk.lock)
         connect(m, arb.m_axi, flipped(self.m_axi))
         connect(m, flipped(self.s_axil), rg.s_axil)
         m.d.comb += self.irq.eq(rg.irq)
@@ -216,8 +228,21 @@ class Engine(wiring.Component):
             cmd.CR3.eq(rg.walk_inv_cr3.w), cmd.HROOT.eq(rg.walk_inv_hroot.w),
             cmd_q.w_data.eq(cmd), cmd_q.w_en.eq(rg.walk_inv_cmd.we),
         ]
+        # The scanner's cleared leaves wait in a queue, so the scanner never waits for the
+        # walker (which takes commands only between walks, and may itself wait for a write
+        # the scanner has queued). A report that finds the queue full is dropped and the
+        # walker later drops everything it cached under SCAN_HROOT instead: more than the
+        # cleared leaves, never less.
         lanes = sc.lanes
-        clr = sc.cleared.payload
+        clr_layout = cleared_layout(lanes)
+        clr_q = m.submodules.cleared_q = SyncFIFOBuffered(width=clr_layout.size,
+                                                          depth=self._clear_depth)
+        overflow = Signal()
+        m.d.comb += [sc.cleared.ready.eq(1), clr_q.w_data.eq(sc.cleared.payload),
+                     clr_q.w_en.eq(sc.cleared.valid)]
+        with m.If(sc.cleared.valid & ~clr_q.w_rdy):
+            m.d.sync += overflow.eq(1)
+        clr = data.View(clr_layout, clr_q.r_data)
         lane = Signal(range(lanes + 1))            # next lane of the report to send
         pending = Signal(lanes)
         m.d.comb += pending.eq(clr.mask & ~((Const(1, lanes + 1) << lane) - 1)[:lanes])
@@ -232,18 +257,25 @@ class Engine(wiring.Component):
             clear.SIZE.eq(clr.level - 1), clear.HROOT.eq(rg.scan_hroot.w),
             clear.ADDR.eq(clr.base + (first << size_shift)),
         ]
-        with m.If(sc.cleared.valid & (pending != 0)):
+        flush = Signal(struct(L.WALK_INV))
+        m.d.comb += [flush.OP.eq(_INV["root"]), flush.MATCH_HROOT.eq(1),
+                     flush.HROOT.eq(rg.scan_hroot.w)]
+        with m.If(clr_q.r_rdy & (pending != 0)):
             m.d.comb += [wk.inv.valid.eq(1), wk.inv.payload.eq(clear)]
             with m.If(wk.inv.ready):
                 last = (pending & ~(Const(1, lanes) << first)[:lanes]) == 0
                 with m.If(last):
-                    m.d.comb += sc.cleared.ready.eq(1)
+                    m.d.comb += clr_q.r_en.eq(1)
                     m.d.sync += lane.eq(0)
                 with m.Else():
                     m.d.sync += lane.eq(first + 1)
-        with m.Elif(sc.cleared.valid):
-            m.d.comb += sc.cleared.ready.eq(1)          # (an empty mask: nothing to drop)
+        with m.Elif(clr_q.r_rdy):
+            m.d.comb += clr_q.r_en.eq(1)                 # (an empty mask: nothing to drop)
             m.d.sync += lane.eq(0)
+        with m.Elif(overflow):
+            m.d.comb += [wk.inv.valid.eq(1), wk.inv.payload.eq(flush)]
+            with m.If(wk.inv.ready & ~(sc.cleared.valid & ~clr_q.w_rdy)):
+                m.d.sync += overflow.eq(0)
         with m.Else():
             m.d.comb += [wk.inv.valid.eq(cmd_q.r_rdy), wk.inv.payload.eq(cmd_q.r_data),
                          cmd_q.r_en.eq(wk.inv.ready)]

@@ -6,7 +6,26 @@ states what the hardware adds.
 
 Cycle contract
 --------------
-Every event is a one-cycle input; its effect is visible on the outputs in the next cycle.
+Every event is a one-cycle input. ``clear_overrun``, ``set_period``, ``started`` and a pass
+end's verdict (``overrun``, ``overrun_count``, ``overran``, ``last_start``, ``due``) are
+visible on the outputs in the next cycle. The two products the modes need are computed by
+one sequential shift-and-add unit instead, so the period they give lands later:
+
+* a pass end in ratio mode with ``leaves != 0`` changes ``period`` :data:`RATIO_DELAY`
+  cycles after it (counting the pass end's cycle as 0), moving the period in force at the
+  pass end, which is also the one its verdict used;
+* a ``set_batch`` in migration mode sets ``period`` :data:`BATCH_DELAY` cycles after it.
+
+The unit holds one such change at a time: a ``set_period``, a ratio-mode pass end or a
+migration-mode ``set_batch`` drops the change in flight (even one that would land in the
+same cycle) and, for the last two, starts its own. So the period ends as the model's does
+whenever these events are more than the delays apart: a write overrides an adaptation in
+flight, a newer batch a batch in flight. What the delays change is which period a verdict
+uses: a pass end within :data:`BATCH_DELAY` cycles of a migration-mode ``set_batch`` is
+judged against the period before it, and of two ratio-mode pass ends closer than
+:data:`RATIO_DELAY` only the second adapts. Passes are far longer than that in the
+engine (every pass reads at least one 512-entry table).
+
 Events of one cycle are applied in the model's call order::
 
     clear_overrun -> end_pass(pass_end) -> set_period -> set_batch
@@ -15,10 +34,12 @@ so a clear never hides an overrun reported in the same cycle, and a register wri
 cycle a pass ends overrides that pass's ratio-mode adaptation. ``now`` counts cycles from 0
 after reset (the model's ``start``). A pass is *due* (``due``) while none is running and
 ``now >= last_start``; ``started`` says the scanner took the start, ``pass_end`` that it
-finished. Configuration (``config``) is read whenever it is used, so software changes it
-between passes; ranges as :class:`model.interval.IntervalConfig`, except that the hardware
-does not check them (``min_period > max_period`` clamps every period to ``max_period``;
-``mode`` 3 acts as ``"fixed"``; ``accessed > leaves`` is a ratio above one).
+finished. Configuration (``config``) is read whenever it is used: the mode, ``target``,
+``hysteresis`` and ``step_shift`` when the event happens, the clamps when the period is
+written, so software changes it between passes. Ranges as
+:class:`model.interval.IntervalConfig`, except that the hardware does not check them
+(``min_period > max_period`` clamps every period to ``max_period``; ``mode`` 3 acts as
+``"fixed"``; ``accessed > leaves`` is a ratio above one).
 
 The 64-bit cycle timestamps wrap instead of raising as the model does past ``2**64 - 1``.
 """
@@ -29,7 +50,7 @@ from amaranth.lib.wiring import In, Out
 
 from thermocline.regmap import REGMAP
 
-__all__ = ["Mode", "CONFIG_LAYOUT", "PASS_LAYOUT", "BATCH_LAYOUT", "IntervalController",
+__all__ = ["Mode", "RATIO_DELAY", "BATCH_DELAY", "CONFIG_LAYOUT", "PASS_LAYOUT", "BATCH_LAYOUT", "IntervalController",
            "SYNTH_DESIGNS"]
 
 _MODE_VALUES = REGMAP["INT_MODE"].field("MODE").values
@@ -44,6 +65,29 @@ class Mode(enum.Enum, shape=2):
 
 
 assert {m.value: m.name for m in Mode} == _MODE_VALUES
+
+
+class _Op(enum.Enum, shape=2):
+    """What the sequential unit is computing."""
+
+    IDLE = 0
+    RATIO = 1
+    BATCH = 2
+
+
+#: Bits of a ratio-mode factor (``target + hysteresis`` < 2**17).
+_FACTOR_BITS = 17
+#: Cycles the sequential unit spends on a ratio-mode adaptation: two 17-step products, a
+#: comparison after each, the moved period, the update.
+RATIO_LATENCY = 2 * _FACTOR_BITS + 4
+#: Cycles from a pass end to the first cycle its ratio-mode adaptation shows on ``period``.
+RATIO_DELAY = RATIO_LATENCY + 1
+#: Cycles the sequential unit spends on a migration-mode period: a 32-step product, the
+#: shifted product, the update.
+BATCH_LATENCY = 32 + 2
+#: Cycles from a migration-mode batch write to the first cycle its period shows on
+#: ``period``.
+BATCH_DELAY = BATCH_LATENCY + 1
 
 #: Configuration, read whenever used: ``mode``, ``min_period``, ``max_period`` (the clamps),
 #: ``target`` and ``hysteresis`` (Q0.16) and ``step_shift`` of the ratio mode.
@@ -85,7 +129,7 @@ class IntervalController(wiring.Component):
     started : ``In(1)``
         The due pass has started.
     period, overrun, overrun_count, last_start : ``Out``
-        The model's registers (32, 1, 32, 64 bits).
+        The model's registers (32, 1, 32, 64 bits); ``period`` as the cycle contract says.
     now : ``Out(64)``
         Cycle counter.
     due : ``Out(1)``
@@ -126,58 +170,23 @@ class IntervalController(wiring.Component):
         m = Module()
         cfg = self.config
         pe = self.pass_end.payload
+        batch = self.set_batch.payload
 
-        def clamp(value, name):
-            lo = Signal(len(value), name=f"{name}_lo")
-            out = Signal(32, name=name)
-            m.d.comb += lo.eq(Mux(value < cfg.min_period, cfg.min_period, value))
-            m.d.comb += out.eq(Mux(lo > cfg.max_period, cfg.max_period, lo))
-            return out
-
-        # Pass end: verdict and next start.
-        used = self.period
+        # --- pass end: verdict and next start (applied at once) --------------------------
+        # next start = last_start + max(cycles, period): both low sums, and the high half
+        # with and without a carry, are formed side by side with the comparison.
         over = Signal()
-        m.d.comb += over.eq(pe.cycles > used)
-        next_start = Signal(64)
-        m.d.comb += next_start.eq(self.last_start + Mux(over, pe.cycles, used))
-
-        # Ratio adaptation of the period in force.
-        step = Signal(32)
-        shifted = Signal(32)
-        m.d.comb += shifted.eq(used >> cfg.step_shift)
-        m.d.comb += step.eq(Mux(shifted == 0, 1, shifted))
-        seen = Signal(48)
-        m.d.comb += seen.eq(Cat(Const(0, 16), pe.accessed))
-        upper = Signal(49)
-        lower = Signal(48)
-        m.d.comb += upper.eq((cfg.target + cfg.hysteresis) * pe.leaves)
-        m.d.comb += lower.eq((cfg.target - cfg.hysteresis)[:16] * pe.leaves)
-        moved = Signal(33)
-        with m.If(seen > upper):
-            m.d.comb += moved.eq(used - step)
-        with m.Elif((cfg.target > cfg.hysteresis) & (seen < lower)):
-            m.d.comb += moved.eq(used + step)
-        with m.Else():
-            m.d.comb += moved.eq(used)
-        adapted = clamp(moved, "adapted")
-
-        # Register writes.
-        written = clamp(self.set_period.payload, "written")
-        product = Signal(64)
-        m.d.comb += product.eq(self.set_batch.payload.pages * self.set_batch.payload.cpp_q16)
-        derived = clamp(product[16:], "derived")
-
-        period = Signal(32)
-        m.d.comb += period.eq(self.period)
-        with m.If(self.pass_end.valid & (cfg.mode == Mode.RATIO) & (pe.leaves != 0)):
-            m.d.comb += period.eq(adapted)
-        with m.If(self.set_period.valid):
-            m.d.comb += period.eq(written)
-        with m.If(self.set_batch.valid & (cfg.mode == Mode.MIGRATION)):
-            m.d.comb += period.eq(derived)
-        m.d.sync += self.period.eq(period)
-
-        # Overrun flag and count, pass timing.
+        m.d.comb += over.eq(pe.cycles > self.period)
+        by_cycles = Signal(33)
+        by_period = Signal(33)
+        high_next = Signal(32)
+        m.d.comb += [
+            by_cycles.eq(self.last_start[:32] + pe.cycles),
+            by_period.eq(self.last_start[:32] + self.period),
+            high_next.eq(self.last_start[32:] + 1),
+        ]
+        low = Mux(over, by_cycles, by_period)
+        next_start = Cat(low[:32], Mux(low[32], high_next, self.last_start[32:]))
         running = Signal()
         m.d.sync += self.overran.eq(0)
         with m.If(self.clear_overrun):
@@ -196,6 +205,106 @@ class IntervalController(wiring.Component):
             running.eq(self.started | (running & ~self.pass_end.valid)),
         ]
         m.d.comb += self.due.eq(~running & (self.now >= self.last_start))
+
+        # --- the sequential unit: products by shift and add ------------------------------
+        # ``acc`` holds the product of ``mcand`` and the bits of ``mplier`` already used,
+        # shifted right once per step, so that after ``k`` steps it is ``mcand * (mplier's
+        # first k bits) << (32 - k)``.
+        op = Signal(_Op)
+        count = Signal(range(RATIO_LATENCY))
+        mcand = Signal(32)
+        mplier = Signal(32)
+        acc = Signal(64)
+        accessed = Signal(32)
+        lower = Signal(16)          # target - hysteresis
+        lower_on = Signal()         # target > hysteresis
+        shorten = Signal()
+        lengthen = Signal()
+        step = Signal(32)           # the period, shifted right ``step_shift`` times
+        shifts = Signal(5)
+        moved = Signal(33)          # the adapted period, before the clamps
+        derived = Signal(33)        # the migration period, saturated, before the clamps
+        result = Signal(33)         # either, held for the update
+
+        sum_ = Signal(33)
+        m.d.comb += sum_.eq(acc[32:] + Mux(mplier[0], mcand, 0))
+        advance = [acc.eq(Cat(acc[1:32], sum_)), mplier.eq(mplier >> 1)]
+
+        # After 17 steps, ``ratio_product`` is leaves times a ratio-mode factor. One
+        # comparison serves both bounds: ``upper * leaves < accessed * 2**16`` (``probe``
+        # 0) and ``not lower * leaves < accessed * 2**16 + 1`` (``probe`` 1).
+        ratio_product = acc[32 - _FACTOR_BITS:]
+        probe = Signal()
+        below = Signal()
+        m.d.comb += below.eq(ratio_product < Cat(probe, Const(0, 15), accessed))
+
+        start_ratio = self.pass_end.valid & (cfg.mode == Mode.RATIO) & (pe.leaves != 0)
+        start_batch = self.set_batch.valid & (cfg.mode == Mode.MIGRATION)
+        with m.If(start_batch):
+            m.d.sync += [op.eq(_Op.BATCH), count.eq(0), acc.eq(0),
+                         mcand.eq(batch.pages), mplier.eq(batch.cpp_q16)]
+        with m.Elif(self.set_period.valid):
+            m.d.sync += op.eq(_Op.IDLE)
+        with m.Elif(start_ratio):
+            m.d.sync += [
+                op.eq(_Op.RATIO), count.eq(0), acc.eq(0), mcand.eq(pe.leaves),
+                mplier.eq(cfg.target + cfg.hysteresis), accessed.eq(pe.accessed),
+                lower.eq(cfg.target - cfg.hysteresis), lower_on.eq(cfg.target > cfg.hysteresis),
+                step.eq(self.period), shifts.eq(cfg.step_shift), probe.eq(0),
+            ]
+        with m.Else():
+            with m.Switch(op):
+                with m.Case(_Op.BATCH):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count < 32):
+                        m.d.sync += advance
+                    with m.Elif(count == 32):
+                        m.d.sync += result.eq(derived)
+                    with m.Else():
+                        m.d.sync += op.eq(_Op.IDLE)
+                with m.Case(_Op.RATIO):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(shifts != 0):
+                        m.d.sync += [step.eq(step >> 1), shifts.eq(shifts - 1)]
+                    with m.If(count == _FACTOR_BITS):
+                        m.d.sync += [shorten.eq(below), acc.eq(0), mplier.eq(lower),
+                                     probe.eq(1)]
+                    with m.Elif(count == 2 * _FACTOR_BITS + 1):
+                        m.d.sync += lengthen.eq(lower_on & ~below)
+                    with m.Elif(count == 2 * _FACTOR_BITS + 2):
+                        m.d.sync += result.eq(moved)
+                    with m.Elif(count == RATIO_LATENCY - 1):
+                        m.d.sync += op.eq(_Op.IDLE)
+                    with m.Else():
+                        m.d.sync += advance
+
+        # --- the period --------------------------------------------------------------------
+        # moved = period - step, period + step or period, in 33 bits (only a period of 0,
+        # which valid clamps exclude, could wrap; the clamps then give max_period).
+        step_zero = Signal()        # registered: ``step`` is final long before it is used
+        m.d.sync += step_zero.eq(step == 0)
+        step_used = Signal(32)
+        m.d.comb += step_used.eq(Mux(shorten | lengthen, step | step_zero, 0))
+        m.d.comb += moved.eq(self.period + Cat(step_used ^ shorten.replicate(32), shorten)
+                             + shorten)
+        m.d.comb += derived.eq(Mux(acc[48:].any(), (1 << 33) - 1, acc[16:48]))
+
+        value = Signal(33)
+        m.d.comb += value.eq(Mux(self.set_period.valid, self.set_period.payload, result))
+        # clamp(value) = min(max(value, min_period), max_period), the comparisons side by side.
+        clamped = Signal(32)
+        with m.If((cfg.min_period > cfg.max_period) | (value > cfg.max_period)):
+            m.d.comb += clamped.eq(cfg.max_period)
+        with m.Elif(value < cfg.min_period):
+            m.d.comb += clamped.eq(cfg.min_period)
+        with m.Else():
+            m.d.comb += clamped.eq(value)
+
+        done = Signal()
+        m.d.comb += done.eq(((op == _Op.BATCH) & (count == BATCH_LATENCY - 1))
+                            | ((op == _Op.RATIO) & (count == RATIO_LATENCY - 1)))
+        with m.If(self.set_period.valid | (done & ~start_ratio & ~start_batch)):
+            m.d.sync += self.period.eq(clamped)
         return m
 
 

@@ -118,14 +118,15 @@ class CandidateList(wiring.Component):
     --------
     * ``clear`` empties the list (the next cycle it holds nothing).
     * A candidate is taken when ``insert.valid & insert.ready``; the list then needs at most
-      ``count + 1`` cycles to put it in place, during which ``insert.ready`` is low. After
+      ``count + 2`` cycles to put it in place, during which ``insert.ready`` is low. After
       the inserts of a pass the list holds exactly ``model.prioritizer.rank(all inserted,
       k)`` with ``k = min(top_k, top_k_max)``, whatever the order of insertion.
     * ``read_data`` shows entry ``read_addr`` of the ranked list one cycle after the address
       is presented (entries at or beyond ``count`` are meaningless).
 
-    The list lives in a small memory (LUT RAM on FPGAs) and one comparator walks it, so the
-    cost grows with ``top_k_max`` only by the memory.
+    The list lives in a small memory (LUT RAM on FPGAs) read a cycle ahead of one comparator
+    that walks it, one slot per cycle, so the cost grows with ``top_k_max`` only by the
+    memory.
 
     Parameters
     ----------
@@ -184,14 +185,13 @@ class CandidateList(wiring.Component):
         lay = self._layout
         m.submodules.slots = slots = Memory(shape=lay, depth=n, init=[])
         wr = slots.write_port()
-        walk_rd = slots.read_port(domain="comb")
+        walk_rd = slots.read_port()
         out_rd = slots.read_port(domain="comb")
 
         count = Signal(range(n + 1))
         k = Signal(range(n + 1))
         busy = Signal()
         new = Signal(lay)
-        j = Signal(range(n + 1))          # the slot the newcomer may take
         m.d.comb += [
             k.eq(Mux(self.top_k > n, n, self.top_k)),
             self.count.eq(count),
@@ -200,35 +200,46 @@ class CandidateList(wiring.Component):
 
         # Walk up from the bottom: while the newcomer ranks before slot j - 1, that slot
         # moves down to j (dropped if j is past k); otherwise the newcomer takes slot j.
+        # Writes go to slot j, reads to the slots above it, so the read of each step is
+        # issued a cycle ahead of its decision: read slot j - 1 (r_), then compare and write
+        # (c_). Step j = 0 reads nothing and always ends the walk.
+        r_go = Signal()
+        r_j = Signal(range(n + 1))
+        c_go = Signal()
+        c_j = Signal(range(n + 1))
         above = walk_rd.data
+        # Rank order: value descending, then region and entry address ascending.
         better = Signal()
         m.d.comb += [
-            walk_rd.addr.eq(j - 1),
-            better.eq((new.value > above.value)
-                      | ((new.value == above.value)
-                         & ((new.region < above.region)
-                            | ((new.region == above.region)
-                               & (new.entry_addr < above.entry_addr))))),
+            walk_rd.addr.eq(r_j - 1),
+            better.eq((c_j != 0)
+                      & ((new.value > above.value)
+                         | ((new.value == above.value)
+                            & ((new.region < above.region)
+                               | ((new.region == above.region)
+                                  & (new.entry_addr < above.entry_addr)))))),
         ]
-        with m.If(self.clear):
-            m.d.sync += [count.eq(0), busy.eq(0)]
-        with m.Elif(~busy):
-            with m.If(self.insert.valid):
-                m.d.sync += [
-                    busy.eq(1),
-                    new.eq(self.insert.payload),
-                    j.eq(Mux(count < k, count, k)),
-                ]
+        m.d.sync += [c_go.eq(r_go), c_j.eq(r_j)]
+        with m.If(r_go & (r_j != 0)):
+            m.d.sync += r_j.eq(r_j - 1)
         with m.Else():
-            with m.If((j != 0) & better):
-                with m.If(j < k):
-                    m.d.comb += [wr.addr.eq(j), wr.data.eq(above), wr.en.eq(1)]
-                m.d.sync += j.eq(j - 1)
-            with m.Else():
-                with m.If(j < k):
-                    m.d.comb += [wr.addr.eq(j), wr.data.eq(new), wr.en.eq(1)]
+            m.d.sync += r_go.eq(0)
+        with m.If(c_go):
+            with m.If(c_j < k):
+                m.d.comb += [wr.addr.eq(c_j), wr.data.eq(Mux(better, above, new)),
+                             wr.en.eq(1)]
+            with m.If(~better):
+                with m.If(c_j < k):
                     m.d.sync += count.eq(Mux(count < k, count + 1, k))
-                m.d.sync += busy.eq(0)
+                m.d.sync += [busy.eq(0), r_go.eq(0), c_go.eq(0)]
+        with m.If(self.clear):
+            m.d.sync += [count.eq(0), busy.eq(0), r_go.eq(0), c_go.eq(0)]
+        with m.Elif(~busy & self.insert.valid):
+            m.d.sync += [
+                busy.eq(1), r_go.eq(1),
+                new.eq(self.insert.payload),
+                r_j.eq(Mux(count < k, count, k)),
+            ]
 
         m.d.comb += out_rd.addr.eq(self.read_addr)
         m.d.sync += self.read_data.eq(out_rd.data)

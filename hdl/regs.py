@@ -14,9 +14,10 @@ Timing
   registered: high for exactly the one cycle after the write, when ``w`` of a strobed
   ``RW`` register already holds the new value.
 * Read: one read at a time. ``arready`` is high while no read is in progress; ``rvalid``
-  rises two cycles after the address is taken (three for a window, whose memory answers
-  one cycle after ``re``). A read of a register's LO word captures its HI word in the cycle
-  after the address is taken.
+  rises three cycles after the address is taken, for registers and windows alike. In the
+  cycle after the address is taken, the block samples the register (a unit's value, and
+  the HI word with it for a read of a 64-bit ``RO`` register's LO word) or presents the
+  window's ``addr`` and ``re``; the window's memory answers in the next.
 * Reset (``rst`` of the ``sync`` domain) abandons transactions in progress (the master
   must be reset with the block, as AXI requires) and returns every held register to its
   reset value.
@@ -93,12 +94,59 @@ def window_signature(win: R.Window) -> wiring.Signature:
     return wiring.Signature({"addr": Out(range(win.size)), "re": Out(1), "data": In(32)})
 
 
-def _or(values):
-    """The OR of ``values`` (0 when there are none)."""
-    out = Const(0, 32)
-    for v in values:
-        out = out | v
+_WORD = (1 << 32) - 1
+#: Words per address group: a read's first cycle picks a word in every group of this many
+#: (2**_GROUP_BITS) consecutive words, the second picks the group.
+_GROUP_BITS = 4
+
+
+def _runs(mask: int, lo: int, hi: int):
+    """``(start, end)`` of each run of consecutive set bits of ``mask`` within ``[lo, hi)``."""
+    out = []
+    start = None
+    for bit in range(lo, hi + 1):
+        if bit < hi and mask >> bit & 1:
+            if start is None:
+                start = bit
+        elif start is not None:
+            out.append((start, bit))
+            start = None
     return out
+
+
+#: Low bits of a word index: its position in its group.
+_POS_MASK = (1 << _GROUP_BITS) - 1
+
+
+def _one_hot(m, take, word, prefix):
+    """Flip-flops loaded from the word index ``word`` when ``take``: the one-hot position
+    in the group and the one-hot group."""
+    pos = Signal(1 << _GROUP_BITS, name=f"{prefix}_pos")
+    group = Signal(1 << (len(word) - _GROUP_BITS), name=f"{prefix}_group")
+    with m.If(take):
+        m.d.sync += [pos.eq(1 << word[:_GROUP_BITS]), group.eq(1 << word[_GROUP_BITS:])]
+    return pos, group
+
+
+def _hit(pos, group, index):
+    """Is the word index held in ``pos``/``group`` equal to ``index``?"""
+    return pos[index & _POS_MASK] & group[index >> _GROUP_BITS]
+
+
+def _lookup(word, indices):
+    """Is ``word`` one of ``indices``? (A constant table that synthesis reduces to logic.)"""
+    table = Const(sum(1 << i for i in indices), 1 << len(word))
+    return table.bit_select(word, 1)
+
+
+def _or(values):
+    """The OR of ``values`` (0 when there are none), as a balanced tree."""
+    values = list(values)
+    if not values:
+        return Const(0, 32)
+    while len(values) > 1:
+        values = [a | b for a, b in zip(values[::2], values[1::2])] + values[len(values) & ~1:]
+    return values[0]
 
 
 def _bytes(strb):
@@ -163,7 +211,7 @@ class Regs(wiring.Component):
         regs = self._regmap.registers
         wins = self._regmap.windows
 
-        # --- held registers and unit-side outputs ----------------------------------------
+        # --- held registers and unit-side values -----------------------------------------
         store = {}
         for name, reg in regs.items():
             if reg.access in ("RW", "W1C"):
@@ -190,67 +238,79 @@ class Regs(wiring.Component):
             bus.bvalid.eq(bvalid),
             bus.bresp.eq(bresp),
         ]
-        with m.If(bus.awvalid & bus.awready):
-            m.d.sync += aw_full.eq(1)
-        with m.If(bus.wvalid & bus.wready):
-            m.d.sync += [w_full.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
-        with m.If(bvalid & bus.bready):
-            m.d.sync += bvalid.eq(0)
+        aw_take = bus.awvalid & ~aw_full
+        w_take = bus.wvalid & ~w_full
+        with m.If(w_take):
+            m.d.sync += [w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
 
+        # ``do_write`` (both channels held, no B response waiting) is a flip-flop of its
+        # own, computed from the next state of the channels, so that the many write enables
+        # it drives start at a register.
         do_write = Signal()
-        m.d.comb += do_write.eq(aw_full & w_full & ~bvalid)
-        any_strb = w_strb.any()
-        byte_mask = _bytes(w_strb)
-        writable = []
-        set_bits = {name: Signal(reg.width, name=f"{name.lower()}_set_bits")
-                    for name, reg in regs.items() if reg.access == "W1C"}
+        aw_next = Signal()
+        w_next = Signal()
+        b_next = Signal()
+        m.d.comb += [
+            aw_next.eq((aw_full & ~do_write) | aw_take),
+            w_next.eq((w_full & ~do_write) | w_take),
+            b_next.eq(do_write | (bvalid & ~bus.bready)),
+        ]
+        m.d.sync += [
+            aw_full.eq(aw_next), w_full.eq(w_next), bvalid.eq(b_next),
+            do_write.eq(aw_next & w_next & ~b_next),
+        ]
+
+        lanes = Signal(4)                # strobed byte lanes of the write being performed
+        m.d.comb += lanes.eq(w_strb & do_write.replicate(4))
+        lane_bits = _bytes(lanes)
+        written = w_data & lane_bits
+
+        # The address is decoded when AW is taken: a one-hot position within its group of
+        # words and a one-hot group, so a word's hit is the AND of two flip-flops.
+        aw_word = bus.awaddr[2:R.ADDR_WIDTH]
+        aw_pos, aw_group = _one_hot(m, aw_take, aw_word, "aw")
+        writable = Signal()
+        writable_words = {o >> 2 for r in regs.values() if r.access != "RO" for _, o, _ in r.words}
+        with m.If(aw_take):
+            m.d.sync += writable.eq(_lookup(aw_word, writable_words))
         clear_bits = {name: Signal(reg.width, name=f"{name.lower()}_clear_bits")
-                      for name in set_bits}
+                      for name, reg in regs.items() if reg.access == "W1C"}
         for name, reg in regs.items():
-            port = getattr(self, name.lower(), None)
+            if reg.access == "RO":
+                continue
+            port = getattr(self, name.lower())
             strobes = []
             for _, offset, shift in reg.words:
-                if reg.access == "RO":
-                    continue
-                hit = Signal(name=f"{name.lower()}_w{shift}_hit")
-                with m.If(bus.awvalid & bus.awready):
-                    m.d.sync += hit.eq(bus.awaddr[2:R.ADDR_WIDTH] == offset >> 2)
-                writable.append(hit)
-                mask = Signal(reg.width, name=f"{name.lower()}_w{shift}_mask")
-                m.d.comb += mask.eq((byte_mask << shift) & reg.mask)
-                data = Signal(reg.width, name=f"{name.lower()}_w{shift}_data")
-                m.d.comb += data.eq((w_data << shift) & mask)
-                strobe = do_write & hit & any_strb
-                if reg.access == "RW":
-                    with m.If(strobe):
-                        m.d.sync += store[name].eq((store[name] & ~mask) | data)
-                elif reg.access == "W1C":
-                    with m.If(strobe):
-                        m.d.comb += clear_bits[name].eq(data)
-                else:
-                    base = 0 if reg.access == "WO" else unit_value(reg) & ~mask
-                    with m.If(strobe):
-                        m.d.sync += port.w.eq(base | data)
-                    with m.Else():
-                        m.d.sync += port.w.eq(0)
+                hit = _hit(aw_pos, aw_group, offset >> 2)
+                strobe = hit & lanes.any()
                 strobes.append(strobe)
+                word_mask = (reg.mask >> shift) & _WORD
+                if reg.access == "RW":
+                    for k in range(4):
+                        for lo, hi in _runs(word_mask, 8 * k, 8 * k + 8):
+                            with m.If(hit & lanes[k]):
+                                m.d.sync += store[name][shift + lo:shift + hi].eq(w_data[lo:hi])
+                elif reg.access == "W1C":
+                    m.d.comb += clear_bits[name].eq(written & word_mask & hit.replicate(32))
+                elif reg.access == "WO":
+                    m.d.sync += port.w.eq(written & word_mask & hit.replicate(32))
+                else:
+                    merged = (unit_value(reg) & ~lane_bits) | written
+                    m.d.sync += port.w.eq(Mux(strobe, merged & reg.mask, 0))
             if reg.strobe:
                 m.d.sync += port.we.eq(Cat(*strobes).any())
         for name, reg in regs.items():
             if reg.access == "W1C":
                 port = getattr(self, name.lower())
-                m.d.comb += set_bits[name].eq(port.set.as_value() & reg.mask)
-                m.d.sync += store[name].eq((store[name] & ~clear_bits[name]) | set_bits[name])
+                set_bits = port.set.as_value() & reg.mask
+                m.d.sync += store[name].eq((store[name] & ~clear_bits[name]) | set_bits)
         with m.If(do_write):
-            m.d.sync += [
-                aw_full.eq(0), w_full.eq(0), bvalid.eq(1),
-                bresp.eq(Mux(Cat(*writable).any(), R.OKAY, R.SLVERR)),
-            ]
+            m.d.sync += bresp.eq(Mux(writable, R.OKAY, R.SLVERR))
 
         # --- read channels ---------------------------------------------------------------
         ar_addr = Signal(R.ADDR_WIDTH - 2)
         busy = Signal()          # an address is held, the response not yet taken
-        phase = Signal(2)        # 1: decode, 2: window data, 3: response
+        phase = Signal(2)        # 1: select within groups, 2: select a group, 3: respond
         rdata = Signal(32)
         rresp = Signal(2)
         m.d.comb += [
@@ -259,61 +319,61 @@ class Regs(wiring.Component):
             bus.rdata.eq(rdata),
             bus.rresp.eq(rresp),
         ]
-        ar_take = bus.arvalid & bus.arready
+        ar_take = bus.arvalid & ~busy
         ar_word = bus.araddr[2:R.ADDR_WIDTH]
         with m.If(ar_take):
             m.d.sync += [busy.eq(1), phase.eq(1), ar_addr.eq(ar_word)]
+        with m.If((phase == 1) | (phase == 2)):
+            m.d.sync += phase.eq(phase + 1)
+        with m.If((phase == 3) & bus.rready):
+            m.d.sync += [busy.eq(0), phase.eq(0)]
+        ar_pos, ar_group = _one_hot(m, ar_take, ar_word, "ar")
 
-        words = []
-        mapped = []
-        win_hits = []
+        # Readable words by word index (WO words read 0 and have none).
+        words = {}
         for name, reg in regs.items():
             for _, offset, shift in reg.words:
-                hit = Signal(name=f"{name.lower()}_r{shift}_hit")
-                with m.If(ar_take):
-                    m.d.sync += hit.eq(ar_word == offset >> 2)
-                mapped.append(hit)
+                index = offset >> 2
                 if reg.access in ("RW", "W1C"):
-                    word = store[name][shift:shift + 32]
-                elif reg.access == "WO":
-                    continue
-                else:
+                    words[index] = store[name][shift:shift + 32]
+                elif reg.access != "WO":
                     full = unit_value(reg)
-                    word = full[shift:shift + 32]
                     if reg.access == "RO" and reg.width == 64:
                         if shift:
-                            word = shadow[name]
-                        else:
-                            with m.If((phase == 1) & hit):
-                                m.d.sync += shadow[name].eq(full[32:64])
-                words.append(word & hit.replicate(32))
+                            words[index] = shadow[name]
+                            continue
+                        with m.If((phase == 1) & _hit(ar_pos, ar_group, index)):
+                            m.d.sync += shadow[name].eq(full[32:64])
+                    words[index] = full[shift:shift + 32]
+
+        # Phase 1: the group of the address takes its word at the position, every other
+        # group 0; phase 2: the OR of the groups and of the window words.
+        gathered = []
+        for g in sorted({i >> _GROUP_BITS for i in words}):
+            group = Signal(32, name=f"group_{g:x}")
+            picked = _or(v & ar_pos[i & _POS_MASK].replicate(32)
+                         for i, v in words.items() if i >> _GROUP_BITS == g)
+            with m.If(~ar_group[g]):
+                m.d.sync += group.eq(0)
+            with m.Elif(phase == 1):
+                m.d.sync += group.eq(picked)
+            gathered.append(group)
+        ok = Signal()
+        with m.If(ar_take):
+            m.d.sync += ok.eq(_lookup(ar_word, {a >> 2 for a in self._regmap.addresses()}))
         for name, win in wins.items():
             port = getattr(self, name.lower())
             lo, hi = win.offset >> 2, win.end >> 2
             hit = Signal(name=f"{name.lower()}_hit")
             with m.If(ar_take):
-                m.d.sync += hit.eq((ar_word >= lo) & (ar_word < hi))
-            mapped.append(hit)
-            m.d.comb += [port.addr.eq(ar_addr - lo), port.re.eq((phase == 1) & hit)]
-            hit_q = Signal(name=f"{name.lower()}_hit_q")
-            m.d.sync += hit_q.eq((phase == 1) & hit)
-            win_hits.append((hit, hit_q, port))
-        any_win = Cat(*(h for h, _, _ in win_hits)).any() if win_hits else Const(0)
-        ok = Cat(*mapped).any()
-        value = Signal(32)
-        m.d.comb += value.eq(_or(words))
-
-        with m.If(phase == 1):
-            m.d.sync += rresp.eq(Mux(ok, R.OKAY, R.SLVERR))
-            with m.If(any_win):
-                m.d.sync += phase.eq(2)
-            with m.Else():
-                m.d.sync += [rdata.eq(value), phase.eq(3)]
+                m.d.sync += hit.eq(_lookup(ar_word, range(lo, hi)))
+            bits = len(port.addr)
+            # An offset aligned to the window's index width needs no subtraction.
+            index = ar_addr[:bits] if lo % (1 << bits) == 0 else ar_addr - lo
+            m.d.comb += [port.addr.eq(index), port.re.eq((phase == 1) & hit)]
+            gathered.append(port.data & hit.replicate(32))
         with m.If(phase == 2):
-            word = _or([port.data & hit_q.replicate(32) for _, hit_q, port in win_hits])
-            m.d.sync += [rdata.eq(word), phase.eq(3)]
-        with m.If((phase == 3) & bus.rready):
-            m.d.sync += [busy.eq(0), phase.eq(0)]
+            m.d.sync += [rdata.eq(_or(gathered)), rresp.eq(Mux(ok, R.OKAY, R.SLVERR))]
 
         # --- interrupt -------------------------------------------------------------------
         if self._irq is not None:

@@ -66,8 +66,9 @@ the engine's memory port must guarantee:
   ``snoop.valid``);
 * writes are performed in the order their write addresses are accepted (one ID, or an
   arbiter that keeps the order), and a read-modify-write of another agent is not split by
-  a scanner write to the same word (the walker's compare-and-set holds the word, or
-  restarts when it changed).
+  a scanner write to the same word — or, as the walker does, writes only the bits it sets
+  (its A/D byte), so that a scanner write landing in between keeps everything the scanner
+  changed.
 
 With that, the scanner implements :meth:`model.scanner.Scanner.iter_pass`'s compare-and-set
 for every entry it has read and not yet written back:
@@ -532,7 +533,6 @@ class Scanner(wiring.Component):
         d.lltop = Signal(5)
         d.eol = Signal()
         d.warm = Signal()
-        d.amask = Signal(64)                   # the A bit of the format
 
         multi_c = Signal()
         m.d.comb += multi_c.eq(cfg.long_every != 0)
@@ -541,39 +541,42 @@ class Scanner(wiring.Component):
         sb_raw = _bit_length(m, cfg.long_need, "sb_raw")
         gb_c = Signal(3)
         sb_c = Signal(3)
-        fmask_c = Signal(sw_w)
         eng_c = Signal(sw_w)
         m.d.comb += [
             gb_c.eq(Mux(multi_c, gb_raw, 0)),
             sb_c.eq(Mux(multi_c, sb_raw, 0)),
-            fmask_c.eq((Const(1, 16) << (lb_c + gb_c + sb_c)) - 1),
             eng_c.eq(Mux(cfg.fmt == HostFormat.EPT, (1 << L.ENGINE_BITS["ept"].width) - 1,
                          (1 << sw_w) - 1)),
         ]
+        # Derived in three registered steps, every INIT cycle: they have settled long before
+        # the step table is built (the division before it takes 33 cycles).
+        d_gb = Signal(3)
+        d_sb = Signal(3)
         with m.If(phase == _PH_INIT):
             m.d.sync += [
                 d.is_ept.eq(cfg.fmt == HostFormat.EPT),
                 d.multi.eq(multi_c),
                 d.lb.eq(lb_c),
-                d.lgb.eq(lb_c + gb_c),
-                d.fb.eq(lb_c + gb_c + sb_c),
-                d.lmask.eq((Const(1, 8) << lb_c) - 1),
-                d.gmask.eq((Const(1, 8) << gb_c) - 1),
-                d.smask.eq((Const(1, 8) << sb_c) - 1),
-                d.fmask.eq(fmask_c),
+                d_gb.eq(gb_c),
+                d_sb.eq(sb_c),
+                d.lgb.eq(d.lb + d_gb),
+                d.fb.eq(d.lb + d_gb + d_sb),
+                d.lmask.eq((Const(1, 8) << d.lb) - 1),
+                d.gmask.eq((Const(1, 8) << d_gb) - 1),
+                d.smask.eq((Const(1, 8) << d_sb) - 1),
+                d.fmask.eq((Const(1, 16) << d.fb) - 1),
                 d.engmask.eq(eng_c),
-                d.keep.eq(~fmask_c | ~eng_c),
+                d.keep.eq(~d.fmask | ~d.engmask),
                 d.top.eq(cfg.levels - 1),
                 d.up.eq(cfg.up),
                 d.down.eq(cfg.down),
                 d.need.eq(cfg.long_need),
                 d.lltop.eq(cfg.long_levels - 1),
                 d.warm.eq(pass_idx >= cfg.lp_warmup),
-                d.amask.eq(Mux(cfg.fmt == HostFormat.EPT, _E.A.mask, _X.A.mask)),
             ]
 
         def a_of(e):
-            return (e & d.amask) != 0
+            return Mux(d.is_ept, e[_E.A.lsb], e[_X.A.lsb])
 
         def sw_of(e):
             return e[sw_lo:sw_lo + sw_w]
@@ -581,7 +584,11 @@ class Scanner(wiring.Component):
         def merge(e, state, a):
             """``e`` with its activity state replaced and, if ``a``, its A bit cleared."""
             new_sw = (sw_of(e) & d.keep) | (state & ~d.keep)
-            return Cat(e[:sw_lo], new_sw, e[sw_lo + sw_w:]) & ~Mux(a, d.amask, 0)
+            out = Signal(64, name="merged")
+            m.d.comb += out.eq(Cat(e[:sw_lo], new_sw, e[sw_lo + sw_w:]))
+            m.d.comb += [out[_E.A.lsb].eq(e[_E.A.lsb] & ~(a & d.is_ept)),
+                         out[_X.A.lsb].eq(e[_X.A.lsb] & ~(a & ~d.is_ept))]
+            return out
 
         # INIT: (pass_index + 1) % long_every one bit per cycle, then the step table.
         div_num = Signal(33)
@@ -757,8 +764,11 @@ class Scanner(wiring.Component):
         # ================================================================== beat queue (RF)
         rf_n = Signal(range(3))
         rf_head = Signal()
+        # With each beat, the F results of its entries (see S1 load): class, A, stepped
+        # state and whether the entry needs a write.
         rf_lay = data.StructLayout({"idx": _IDX_BITS, "err": 1, "data": 64 * lanes,
-                                    "tab": (sw_w + 1) * lanes})
+                                    "ns": sw_w * lanes, "fa": lanes, "need": lanes,
+                                    "leaf": lanes, "malf": lanes})
         rf = Array(Signal(rf_lay, name=f"rf{i}") for i in range(2))
 
         # ================================================================== U1 and S1
@@ -768,7 +778,9 @@ class Scanner(wiring.Component):
         u1_idx = Signal(9)
         u1_va = Signal(VA_BITS)
         u1_F = Signal(64)
-        u1_tab = Signal(sw_w + 1)            # its step-table address
+        u1_ns = Signal(sw_w)                 # its F results: stepped state, A, needs a write
+        u1_fa = Signal()
+        u1_need = Signal()
         u1_W = Signal(64)
         u1_sn = Signal()
 
@@ -956,9 +968,11 @@ class Scanner(wiring.Component):
             rc_st.eq(sw_of(rc_w) & d.fmask),
             tab_c.addr.eq(Cat(rc_st, rc_fa)),
         ]
+        # (A snoop of the same lane in this cycle overrides ``s1_cok`` below: later statements
+        # win.)
         with m.If(rc_need.any()):
             for i in range(lanes):
-                with m.If((rc_lane == i) & ~(s1_sn_hit & (sn_lane == i))):
+                with m.If(rc_lane == i):
                     m.d.sync += [
                         s1_cok[i].eq(1),
                         s1_chg[i].eq(rc_w != s1_F[i]),
@@ -1098,6 +1112,11 @@ class Scanner(wiring.Component):
             sn_at_parent.eq(sn.addr[3:pa] == p_addr[3:]),
             sn_parent.eq(self.snoop.valid & ~sn_block & ~sn_hold & e_act & sn_at_parent),
         ]
+        # A landed write to the parent is applied to the kept value a cycle later; until then
+        # (``snp_r``) the update neither proceeds nor commits.
+        snp_r = Signal()
+        snp_data = Signal(64)
+        m.d.sync += [snp_r.eq(sn_parent), snp_data.eq(sn.data)]
 
         # ================================================================== read-ahead match
         pf_hit_snoop = Signal()
@@ -1376,12 +1395,32 @@ class Scanner(wiring.Component):
         m.d.comb += rf_flush.eq(e_restart)
         rf_tail = Signal()
         m.d.comb += rf_tail.eq(rf_head ^ (rf_n == 1))
+        # F results of an arriving beat, for the queue: the step-table lookups use the
+        # table's ports 0..lanes-1 (port 0 is shared with U1, which loads only while no leaf
+        # table is walked, ``~e_act``).
+        f_st = [Signal(sw_w, name=f"f_st{k}") for k in range(lanes)]
+        f_a = Signal(lanes)
+        f_need = Signal(lanes)
+        f_leaf = Signal(lanes)
+        f_malf = Signal(lanes)
+        for k in range(lanes):
+            _, malf_k, leaf_k, _ = self._classify(m, r_lanes[k], Const(1, 3), d.is_ept,
+                                                  f"fr{k}")
+            m.d.comb += [
+                f_st[k].eq(sw_of(r_lanes[k]) & d.fmask),
+                f_a[k].eq(a_of(r_lanes[k])),
+                f_need[k].eq(f_a[k] | (((tab_f[k].data ^ f_st[k]) & d.engmask) != 0)),
+                f_leaf[k].eq(leaf_k),
+                f_malf[k].eq(malf_k),
+            ]
+            if k:
+                m.d.comb += tab_f[k].addr.eq(Cat(f_st[k], f_a[k]))
         with m.If(leaf_beat):
             for i in range(2):
                 with m.If(rf_tail == i):
-                    m.d.sync += rf[i].eq(Cat(e_arr, r_err, axi.rdata, *(
-                        Cat(sw_of(r_lanes[k]) & d.fmask, a_of(r_lanes[k]))
-                        for k in range(lanes))))
+                    m.d.sync += rf[i].eq(Cat(e_arr, r_err, axi.rdata,
+                                             Cat(*(tab_f[k].data for k in range(lanes))),
+                                             f_a, f_need, f_leaf, f_malf))
             m.d.sync += e_arr.eq(e_arr + take_step)
         with m.If(rf_flush):
             m.d.sync += [rf_n.eq(0), rf_head.eq(0)]
@@ -1406,32 +1445,24 @@ class Scanner(wiring.Component):
 
         # ================================================================== S1 load
         # F results of the word entering S1: class, A, step through the table.
-        s1_in_level = Signal(3)
-        m.d.comb += s1_in_level.eq(Mux(u1_valid, u1_level, 1))
+        # The F results were computed a stage earlier: with each beat as it arrived, and for
+        # U1 as the walk took the entry (an upper-level leaf: present and well formed).
         u1_lane = lane_of(u1_idx)
         narrow_lane = lane_of(rfh.idx)
         for i in range(lanes):
             f_in = Signal(64, name=f"f_in{i}")
             m.d.comb += f_in.eq(Mux(u1_valid, u1_F, rfh.data[64 * i:64 * (i + 1)]))
-            _, f_malf, f_leaf, _ = self._classify(m, f_in, s1_in_level, d.is_ept, f"fi{i}")
-            f_tab = Signal(sw_w + 1, name=f"f_tab{i}")
-            m.d.comb += [
-                f_tab.eq(Mux(u1_valid, u1_tab, rfh.tab[(sw_w + 1) * i:(sw_w + 1) * (i + 1)])),
-                tab_f[i].addr.eq(f_tab),
-            ]
-            f_a = f_tab[sw_w]
-            f_st = f_tab[:sw_w]
             ld_hit = Signal(name=f"ld_hit{i}")
             m.d.comb += ld_hit.eq(sn_any & mv_leaf & (sn_page == e_page)
                                   & (sn_beat == rfh.idx[lane_bits:9]) & (sn_lane == i))
             with m.If(mv_up | mv_leaf):
                 m.d.sync += [
                     s1_F[i].eq(f_in),
-                    s1_fa[i].eq(f_a),
-                    s1_fleaf[i].eq(f_leaf),
-                    s1_fmalf[i].eq(f_malf),
-                    s1_fneed[i].eq(f_a | (((tab_f[i].data ^ f_st) & d.engmask) != 0)),
-                    s1_fns[i].eq(tab_f[i].data),
+                    s1_fa[i].eq(Mux(u1_valid, u1_fa, rfh.fa[i])),
+                    s1_fleaf[i].eq(u1_valid | rfh.leaf[i]),
+                    s1_fmalf[i].eq(~u1_valid & rfh.malf[i]),
+                    s1_fneed[i].eq(Mux(u1_valid, u1_need, rfh.need[i])),
+                    s1_fns[i].eq(Mux(u1_valid, u1_ns, rfh.ns[sw_w * i:sw_w * (i + 1)])),
                     s1_cok[i].eq(0),
                 ]
             with m.If(mv_up):
@@ -1467,13 +1498,21 @@ class Scanner(wiring.Component):
                     m.d.sync += [s1_W[i].eq(sn.data), s1_sn[i].eq(1), s1_cok[i].eq(0)]
 
         # U1: an upper-level leaf taken by the walk, waiting for S1.
+        u_st = Signal(sw_w)
+        u_a = Signal()
+        m.d.comb += [
+            u_st.eq(sw_of(hd.e) & d.fmask),
+            u_a.eq(a_of(hd.e)),
+            tab_f[0].addr.eq(Mux(e_act, Cat(f_st[0], f_a[0]), Cat(u_st, u_a))),
+        ]
         with m.If(mv_up):
             m.d.sync += u1_valid.eq(0)
         with m.If(dfs_upleaf):
             m.d.sync += [
                 u1_valid.eq(1), u1_level.eq(lvl), u1_page.eq(cur_tbl), u1_idx.eq(pos[:9]),
                 u1_va.eq(cur_va0), u1_F.eq(hd.e),
-                u1_tab.eq(Cat(sw_of(hd.e) & d.fmask, a_of(hd.e))),
+                u1_ns.eq(tab_f[0].data), u1_fa.eq(u_a),
+                u1_need.eq(u_a | (((tab_f[0].data ^ u_st) & d.engmask) != 0)),
                 u1_W.eq(Mux(sn_cur, sn.data, hd.e)), u1_sn.eq(sn_cur),
             ]
         with m.If(u1_sn_hit):
@@ -1516,14 +1555,14 @@ class Scanner(wiring.Component):
         par_skip = Signal()                  # prioritizer off: nothing to do
         m.d.comb += [
             par_skip.eq(in_parent & ~cfg.lp_enable),
-            par_act.eq(in_parent & cfg.lp_enable & (p_sub == 3) & ~p_dirty
+            par_act.eq(in_parent & cfg.lp_enable & (p_sub == 3) & ~p_dirty & ~snp_r
                        & (~par.write | (wq_space & wmeta.w_rdy & run_space))
                        & cands.insert.ready),
             # A write to the parent waits while its update is being committed.
             # (From the offer's address only: ``ready`` never depends on ``valid``.)
             sn_hold.eq((par_act & sn_at_parent) | (commit & s1_at) | (mv_up & u1_at)),
         ]
-        with m.If(in_parent & (p_sub != 0) & (p_dirty | sn_parent)):
+        with m.If(in_parent & (p_sub != 0) & (p_dirty | snp_r)):
             m.d.sync += p_sub.eq(0)
         par_write = Signal()
         m.d.comb += par_write.eq(par_act & par.write)
@@ -1534,10 +1573,11 @@ class Scanner(wiring.Component):
             cands.insert.payload.entry_addr.eq(p_addr),
             cands.insert.payload.value.eq(par.v2),
         ]
-        # The kept parent value follows every write to it.
-        with m.If(e_act & ~dfs_leaftab):
-            with m.If(sn_parent):
-                m.d.sync += [p_C.eq(sn.data), p_dirty.eq(1)]
+        # The kept parent value follows every write to it. (``e_act`` is low whenever the walk
+        # may take a new parent.)
+        with m.If(e_act):
+            with m.If(snp_r):
+                m.d.sync += [p_C.eq(snp_data), p_dirty.eq(1)]
             with m.Elif(ow_par):
                 m.d.sync += [p_C.eq(ow_par_val), p_dirty.eq(1)]
 
@@ -1789,4 +1829,7 @@ class Scanner(wiring.Component):
 #: Designs for ``make synth`` (see :mod:`thermocline.synth`).
 SYNTH_DESIGNS = {
     "scanner": lambda: Scanner(),
+    # The configuration hdl/engine.py builds as ``SMALL``.
+    "scanner-small": lambda: Scanner(data_width=64, max_levels=8, top_k_max=8, max_reads=4,
+                                     burst_beats=16, max_writes=8, window=16),
 }

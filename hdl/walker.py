@@ -90,6 +90,15 @@ def _pick(code, level_1, level_2, level_3, level_4):
     return Mux(code[1], Mux(code[0], level_4, level_3), Mux(code[0], level_2, level_1))
 
 
+def _byte_of(layout):
+    """``WSTRB`` of the one byte holding ``layout``'s A and D bits: an update writes only
+    that byte, so a write of another agent to the rest of the word (the scanner's level
+    bits) between the update's read and its write is kept."""
+    byte = layout.A.lsb // 8
+    assert layout.D.lsb // 8 == byte
+    return 1 << byte
+
+
 def _or(values):
     """The OR of ``values`` (a one-hot choice when each is gated by its select)."""
     values = list(values)
@@ -393,7 +402,7 @@ class Walker(wiring.Component):
         m.d.comb += [
             axi.arlen.eq(0), axi.arsize.eq(3), axi.arburst.eq(Burst.INCR), axi.arid.eq(0),
             axi.awlen.eq(0), axi.awsize.eq(3), axi.awburst.eq(Burst.INCR), axi.awid.eq(0),
-            axi.wstrb.eq(0xFF), axi.wlast.eq(1),
+            axi.wstrb.eq(Mux(u_host, _byte_of(H), _byte_of(X))), axi.wlast.eq(1),
             axi.awaddr.eq(Cat(Const(0, 3), rd_addr)),
         ]
 

@@ -31,3 +31,11 @@ def test_registers_mid_pass(engine_sim):
     result = engine_sim.run("cosim.tb_engine", testcase="registers_mid_pass", seed=1,
                             extra_env=cfg.to_env())
     assert result.tests == 1
+
+
+def test_throughput_bench_runs_and_checks():
+    """The benchmark (every answer checked against the model, alone and together)."""
+    from cosim.bench_engine import engine_throughput
+    out = engine_throughput(walks=60, faults=3, npages=1024)["engine_throughput"]
+    for unit in ("walks", "scan", "prefetch"):
+        assert out[unit]["alone_cycles"] > 0 and out[unit]["together_cycles"] > 0

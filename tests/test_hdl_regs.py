@@ -335,6 +335,46 @@ def test_strobe_is_one_cycle_with_the_new_value():
     simulate(10, body)
 
 
+def test_documented_latencies():
+    """``rvalid`` rises three cycles after the address is taken (register, window or
+    unmapped word); the unit's value is the one of the cycle after; ``bvalid`` rises two
+    cycles after AW and W are taken together, with the register already written."""
+    reg = REGMAP["INT_OVERRUN_COUNT"]
+    win = REGMAP.windows["SCAN_HIST"]
+
+    async def body(b):
+        ctx, bus = b.ctx, b.dut.s_axil
+        for addr in (reg.offset, win.offset + 8, 0xFFC):
+            ctx.set(bus.arvalid, 1)
+            ctx.set(bus.araddr, addr)
+            assert ctx.get(bus.arready)
+            await b.step()                               # taken: cycle 1 after it
+            ctx.set(bus.arvalid, 0)
+            b.set_unit(reg.name, 0x1234)                 # sampled in this cycle
+            assert not ctx.get(bus.rvalid)
+            await b.step()
+            b.set_unit(reg.name, 0x5678)                 # too late for this read
+            assert not ctx.get(bus.rvalid), f"{addr:#x}: rvalid 2 cycles after"
+            await b.step()
+            assert ctx.get(bus.rvalid), f"{addr:#x}: no rvalid 3 cycles after"
+            want = b.model.read(addr, {reg.name: 0x1234}.get, b.window_value)
+            assert (ctx.get(bus.rdata), ctx.get(bus.rresp)) == want
+            ctx.set(bus.rready, 1)
+            await b.step()
+            ctx.set(bus.rready, 0)
+        target = REGMAP["INT_MIN_PERIOD"]
+        for sig, value in ((bus.awvalid, 1), (bus.wvalid, 1), (bus.awaddr, target.offset),
+                           (bus.wdata, 0xCAFE), (bus.wstrb, 0xF)):
+            ctx.set(sig, value)
+        await b.step()                                   # both taken: cycle 1 after
+        ctx.set(bus.awvalid, 0)
+        ctx.set(bus.wvalid, 0)
+        assert not ctx.get(bus.bvalid)
+        await b.step()
+        assert ctx.get(bus.bvalid) and ctx.get(b.dut.int_min_period.w.as_value()) == 0xCAFE
+    simulate(12, body)
+
+
 @pytest.mark.parametrize("seed", range(scale(4)))
 def test_random_traffic(seed):
     """Random reads and writes anywhere (mapped or not, any address bits 1..0), random

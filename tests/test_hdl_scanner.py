@@ -267,7 +267,13 @@ def test_candidate_list_ranks_like_the_model(top_k_max, seed):
                                              "value": value})
                 ctx.set(dut.insert.valid, 1)
                 await ctx.tick().until(dut.insert.ready)
+                held = ctx.get(dut.count)
                 ctx.set(dut.insert.valid, 0)
+                busy = 0
+                while not ctx.get(dut.insert.ready):
+                    await ctx.tick()
+                    busy += 1
+                    assert busy <= held + 2, f"seed={seed}: insert into {held} not done"
                 while rng.random() < 0.3:
                     await ctx.tick()
             await ctx.tick().until(dut.insert.ready)

@@ -82,6 +82,19 @@ def run_benchmarks(out: Path, console: Console, *, quick: bool = False) -> dict:
                      f"whole pass {r['pass_ratio_to_limit']:.3f} of the limit "
                      f"({r['tables']} leaf tables + 3 upper)"])
     data.update(scan_hw)
+    if not quick:
+        from cosim.bench_engine import engine_throughput
+        with console.status("engine: every unit alone, then all at once (Verilator)"):
+            eng = engine_throughput()
+        t = eng["engine_throughput"]
+        for unit, what in (("walks", f"{t['walks']} cold demand walks"),
+                           ("scan", "one scan pass"),
+                           ("prefetch", f"{t['faults']} prefetch requests")):
+            r = t[unit]
+            rows.append([f"engine busy: {what}", f"{r['together_cycles']:,} cycles",
+                         f"alone {r['alone_cycles']:,} cycles",
+                         f"{r['slowdown']:.2f}x with every unit busy"])
+        data.update(eng)
     write_results(out, "bench", data, ["benchmark", "figure", "against", "note"], rows,
                   console)
     return data

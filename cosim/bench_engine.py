@@ -1,0 +1,31 @@
+"""Engine throughput with every unit busy at once, against each unit alone (``make bench``).
+
+Runs the ``throughput`` test of :mod:`cosim.tb_engine` on the engine build the demo uses:
+``walks`` demand walks over random heap pages (cold: the heap is far larger than the walk
+caches), one scan pass over the guest's EPT, and ``faults`` prefetch requests — first each
+alone, then all three started together. Every walk response and prefetch answer is compared
+with the model in both runs. The figures are cycles; the ratios (together / alone) are the
+slowdown each unit suffers from sharing the memory port.
+"""
+
+from .engine_scenario import ReplayConfig
+
+__all__ = ["engine_throughput"]
+
+
+def engine_throughput(*, walks: int = 400, faults: int = 16, npages: int = 2048) -> dict:
+    from hdl.engine import Engine
+    from thermocline.demo_rtl import ENGINE_PARAMS
+    from .runner import build
+    sim = build("engine", lambda **p: Engine(**p), ENGINE_PARAMS)
+    cfg = ReplayConfig(host=ENGINE_PARAMS["host"], workload="uniform", npages=npages,
+                       passes=1, max_walks=walks, faults=faults)
+    result = sim.run("cosim.tb_engine", testcase="throughput", seed=1,
+                     extra_env=cfg.to_env(), run_name="bench-throughput")
+    m = {k: (v[-1] if isinstance(v, list) else v) for k, v in result.metrics.items()}
+    out = {"walks": m["walks"], "faults": m["faults"], "npages": npages}
+    for unit in ("walks", "scan", "prefetch"):
+        alone, together = m[f"{unit}_alone"], m[f"{unit}_together"]
+        out[unit] = {"alone_cycles": alone, "together_cycles": together,
+                     "slowdown": together / alone}
+    return {"engine_throughput": out}
