@@ -6,9 +6,11 @@ The hardware twin of :class:`model.engine.Engine`. Inside:
 * :class:`~hdl.walker.Walker` — demand walks from ``walk_req`` answered on ``walk_resp``;
   invalidations from the ``WALK_INV_*`` registers and, for coherence, one ``scan_clear``
   command per leaf whose A bit the scanner cleared (host root ``SCAN_HROOT``; these go
-  first, from a queue of ``clear_depth`` reports, so the scanner never waits for the walker;
-  when the queue overflows, one ``root`` command for ``SCAN_HROOT`` replaces the lost
-  reports: the walker forgets more, never less); every successful walk of the guest dimension is reported to the exit detector
+  first, from a queue of ``clear_depth`` reports; a scanner write goes only when the
+  queue has room for its report, so the scanner never holds a write response for the
+  walker; only when the walker's own write waits for one of the scanner's can the queue
+  overflow, and then one ``root`` command for ``SCAN_HROOT`` replaces the lost reports:
+  the walker forgets more, never less); every successful walk of the guest dimension is reported to the exit detector
   (an access event, address space = the request's CR3), as the model's engine does.
 * :class:`~hdl.scanner.Scanner` — passes started by ``SCAN_CMD.START`` or, with
   ``SCAN_CTRL.ENABLE``, whenever the interval controller says one is due; configuration from
@@ -152,7 +154,6 @@ class Engine(wiring.Component):
             Unit("prefetch", AxiParams(addr_width=52, data_width=64, id_width=4)),
         ])
         connect(m, wk.m_axi, arb.walker)
-        connect(m, sc.m_axi, arb.scanner)
         connect(m, pf.m_axi, arb.prefetch)
         connect(m, arb.snoop, sc.snoop)
         connect(m, arb.m_axi, flipped(self.m_axi))
@@ -175,6 +176,7 @@ class Engine(wiring.Component):
         ]
 
         self._walker_side(m, wk, sc, ex, rg, cause)
+        self._scanner_port(m, wk, sc, arb)
         self._scanner_side(m, sc, iv, rg, cause)
         self._prefetch_side(m, pf, wk, arb, rg)
         self._exit_side(m, ex, rg, cause)
@@ -228,15 +230,17 @@ class Engine(wiring.Component):
             cmd.CR3.eq(rg.walk_inv_cr3.w), cmd.HROOT.eq(rg.walk_inv_hroot.w),
             cmd_q.w_data.eq(cmd), cmd_q.w_en.eq(rg.walk_inv_cmd.we),
         ]
-        # The scanner's cleared leaves wait in a queue, so the scanner never waits for the
-        # walker (which takes commands only between walks, and may itself wait for a write
-        # the scanner has queued). A report that finds the queue full is dropped and the
-        # walker later drops everything it cached under SCAN_HROOT instead: more than the
-        # cleared leaves, never less.
+        # The scanner's cleared leaves wait in a queue, so the scanner never holds a write
+        # response waiting for the walker (which takes commands only between walks, and
+        # may itself wait for that response: writes are answered in order). The scanner's
+        # writes wait for room in the queue instead (``_scanner_port``). A report that
+        # finds the queue full anyway is dropped and the walker later drops everything it
+        # cached under SCAN_HROOT instead: more than the cleared leaves, never less.
         lanes = sc.lanes
         clr_layout = cleared_layout(lanes)
         clr_q = m.submodules.cleared_q = SyncFIFOBuffered(width=clr_layout.size,
                                                           depth=self._clear_depth)
+        self._clr_q = clr_q
         overflow = Signal()
         m.d.comb += [sc.cleared.ready.eq(1), clr_q.w_data.eq(sc.cleared.payload),
                      clr_q.w_en.eq(sc.cleared.valid)]
@@ -279,6 +283,39 @@ class Engine(wiring.Component):
         with m.Else():
             m.d.comb += [wk.inv.valid.eq(cmd_q.r_rdy), wk.inv.payload.eq(cmd_q.r_data),
                          cmd_q.r_en.eq(wk.inv.ready)]
+
+    # --- the scanner's memory port: writes wait for room for their cleared reports -----------
+
+    def _scanner_port(self, m, wk, sc, arb):
+        """The scanner's AXI port onto the arbiter, with one gate: a write address goes only
+        while the cleared-report queue has room for the report of every scanner write not
+        yet answered, this one included, so a report never finds the queue full and the
+        scanner never holds a write response. The gate opens anyway while the walker's
+        A/D write waits for ``snoop.ready`` (it waits for a write the scanner has queued to
+        the same word, which must go first); only then can the queue overflow."""
+        src, dst = sc.m_axi, arb.scanner
+        for name, member in src.signature.members.items():
+            if name in ("awvalid", "awready"):
+                continue
+            if member.flow == Out:
+                m.d.comb += getattr(dst, name).eq(getattr(src, name))
+            else:
+                m.d.comb += getattr(src, name).eq(getattr(dst, name))
+        q = self._clr_q
+        owed = Signal(range(q.depth + 258))    # scanner writes accepted and not answered
+        aw = dst.awvalid & dst.awready
+        b = dst.bvalid & dst.bready
+        with m.If(aw & ~b):
+            m.d.sync += owed.eq(owed + 1)
+        with m.Elif(b & ~aw):
+            m.d.sync += owed.eq(owed - 1)
+        walker_waits = wk.m_axi.awvalid & wk.m_axi.wvalid & ~sc.snoop.ready
+        allow = Signal()
+        m.d.comb += [
+            allow.eq((q.level + owed < q.depth) | walker_waits),
+            dst.awvalid.eq(src.awvalid & allow),
+            src.awready.eq(dst.awready & allow),
+        ]
 
     # --- scanner and interval controller ---------------------------------------------------------
 
