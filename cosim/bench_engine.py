@@ -23,7 +23,7 @@ def engine_throughput(*, walks: int = 400, faults: int = 16, npages: int = 2048)
     result = sim.run("cosim.tb_engine", testcase="throughput", seed=1,
                      extra_env=cfg.to_env(), run_name="bench-throughput")
     m = {k: (v[-1] if isinstance(v, list) else v) for k, v in result.metrics.items()}
-    out = {"walks": m["walks"], "faults": m["faults"], "npages": npages}
+    out = {"walk_count": m["walks"], "fault_count": m["faults"], "npages": npages}
     for unit in ("walks", "scan", "prefetch"):
         alone, together = m[f"{unit}_alone"], m[f"{unit}_together"]
         out[unit] = {"alone_cycles": alone, "together_cycles": together,

@@ -87,9 +87,9 @@ def run_benchmarks(out: Path, console: Console, *, quick: bool = False) -> dict:
         with console.status("engine: every unit alone, then all at once (Verilator)"):
             eng = engine_throughput()
         t = eng["engine_throughput"]
-        for unit, what in (("walks", f"{t['walks']} cold demand walks"),
+        for unit, what in (("walks", f"{t['walk_count']} cold demand walks"),
                            ("scan", "one scan pass"),
-                           ("prefetch", f"{t['faults']} prefetch requests")):
+                           ("prefetch", f"{t['fault_count']} prefetch requests")):
             r = t[unit]
             rows.append([f"engine busy: {what}", f"{r['together_cycles']:,} cycles",
                          f"alone {r['alone_cycles']:,} cycles",
