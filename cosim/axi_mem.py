@@ -258,6 +258,21 @@ class AxiMem:
             page[offset:offset + n] = data[done:done + n]
             done += n
 
+    def read_word(self, addr: int) -> int:
+        """The little-endian 64-bit word at ``addr`` (8-byte aligned), without a bus
+        transaction."""
+        return int.from_bytes(self.peek(addr, 8), "little")
+
+    def write_word(self, addr: int, value: int):
+        """Write the 64-bit word at ``addr`` without a bus transaction (as another agent
+        would: software, or a write the testbench injects)."""
+        self.poke(addr, (value & ((1 << 64) - 1)).to_bytes(8, "little"))
+
+    @property
+    def failed_words(self) -> dict:
+        """The 64-bit words given an error response (:meth:`fail_address`), by address."""
+        return dict(self._word_errors)
+
     # --- errors --------------------------------------------------------------------------
 
     def fail_address(self, addr: int, resp="SLVERR"):

@@ -74,9 +74,8 @@ def _passes(cfg: ReplayConfig) -> tuple[int, list[list[tuple[int, bool]]]]:
         slices = list(slices)
     else:
         npages = cfg.npages
-        gen = wl.GENERATORS[cfg.workload]
-        slices = list(gen(npages, touches=max(64, npages // 4), slices=4 * cfg.passes,
-                          seed=cfg.seed))
+        slices = list(wl.make(cfg.workload, npages, max(64, npages // 4), 4 * cfg.passes,
+                              seed=cfg.seed))
     groups = np.array_split(np.arange(len(slices)), cfg.passes)
     out = []
     for group in groups:

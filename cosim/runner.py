@@ -46,7 +46,7 @@ from pathlib import Path
 __all__ = [
     "REPO_ROOT", "CONTROL_FILE", "CosimError", "SimBuild", "RunResult",
     "setup_tools", "setup_yosys", "to_verilog", "build", "sim_root", "wave_format",
-    "sim_params", "sim_seed", "record_metric",
+    "sim_params", "sim_seed", "record_metric", "scale",
 ]
 
 #: Root of the repository.
@@ -505,6 +505,12 @@ def sim_params() -> dict:
 def sim_seed() -> int:
     """Seed of this run (cocotb side); log it, and derive every random stream from it."""
     return int(os.environ.get(_ENV_SEED, "1"))
+
+
+def scale(n: int) -> int:
+    """``n`` random cases, times ``THERMOCLINE_SCALE`` (``make regress`` sets 10); the same
+    on the pytest and the cocotb side."""
+    return n * int(os.environ.get("THERMOCLINE_SCALE", "1"))
 
 
 def record_metric(name: str, value) -> None:

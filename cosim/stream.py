@@ -1,14 +1,16 @@
-"""Generic cocotb pieces for Amaranth ``lib.stream`` ports: one per-cycle ticker, a driver and
-a monitor.
+"""Generic cocotb pieces for Amaranth ``lib.stream`` ports: one per-cycle ticker, a driver, a
+monitor and a payload codec.
 
 An Amaranth stream port named ``req`` flattens to ``req__valid``, ``req__ready`` and
 ``req__payload`` (one packed vector). :class:`StreamDriver` sends items on such an input port
 in order, holding ``valid`` until the handshake; :class:`StreamMonitor` takes items off an
-output port with optional random backpressure. Both run from one :class:`Ticker`, so the
+output port with optional random backpressure; :class:`Codec` packs and unpacks the payload
+vector from the port's layout. Driver and monitor run from one :class:`Ticker`, so the
 whole testbench costs one pair of awaits per clock cycle: Python per cycle is what limits a
 cocotb testbench's speed.
 """
 
+import enum
 import random
 from collections import deque
 from collections.abc import Callable
@@ -17,7 +19,29 @@ from typing import Any
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["Ticker", "StreamDriver", "StreamMonitor"]
+__all__ = ["Codec", "Ticker", "StreamDriver", "StreamMonitor"]
+
+
+class Codec:
+    """Packs and unpacks the integer value of an Amaranth ``data.StructLayout`` port."""
+
+    def __init__(self, layout):
+        self.fields = {name: (field.offset, field.width) for name, field in layout}
+
+    def pack(self, **values) -> int:
+        """The port value with the named fields set (enum members by their value)."""
+        raw = 0
+        for name, value in values.items():
+            value = value.value if isinstance(value, enum.Enum) else value
+            offset, width = self.fields[name]
+            if not 0 <= value < 1 << width:
+                raise ValueError(f"field {name} holds {width} bits, got {value:#x}")
+            raw |= value << offset
+        return raw
+
+    def unpack(self, raw: int) -> dict:
+        return {name: (raw >> offset) & ((1 << width) - 1)
+                for name, (offset, width) in self.fields.items()}
 
 
 class Ticker:

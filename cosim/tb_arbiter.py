@@ -17,17 +17,13 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotbext.axi import AxiBus, AxiMaster
 
 from cosim.axi_mem import AxiMem
-from cosim.runner import record_metric, sim_params, sim_seed
+from cosim.runner import record_metric, scale, sim_params, sim_seed
 
 CLOCK_NS = 10
 REGION = 1 << 16
 #: (unit, region base) in the arbiter's priority order (see tests/test_cosim_arbiter.py).
 REGIONS = {"walker": 0, "scanner": REGION, "prefetch": 2 * REGION}
 
-
-def _scale(n: int) -> int:
-    import os
-    return n * int(os.environ.get("THERMOCLINE_SCALE", "1"))
 
 
 class TB:
@@ -124,7 +120,7 @@ async def random_traffic(dut):
     """Random reads and writes of three units at once; data, image, snoop and lock checked."""
     tb = TB(dut)
     await ClockCycles(dut.clk, 2)
-    ops = _scale(150)
+    ops = scale(150)
     tasks = []
     for name, base in REGIONS.items():
         # two workers per unit, in halves of its region, so reads and writes overlap

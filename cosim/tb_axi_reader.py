@@ -17,7 +17,6 @@ Pieces, in the cocotb style:
 Every check failure names the seed; ``THERMOCLINE_SEED=<seed>`` reproduces the run.
 """
 
-import os
 import random
 import time
 from collections import deque
@@ -31,8 +30,8 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from cosim.axi_mem import AxiMem
-from cosim.runner import record_metric, sim_params, sim_seed
-from cosim.stream import StreamDriver, StreamMonitor, Ticker
+from cosim.runner import record_metric, scale, sim_params, sim_seed
+from cosim.stream import Codec, StreamDriver, StreamMonitor, Ticker
 from hdl.axi import BOUNDARY, MAX_BURST_BEATS, AxiParams, Resp
 from hdl.axi_reader import read_request_layout, read_response_layout
 from model.memory import BusError, PhysMem
@@ -41,30 +40,6 @@ from thermocline.layouts import PAGE_SIZE
 CLOCK_NS = 10
 MEM_SIZE = 1 << 20
 
-
-def _scale(n: int) -> int:
-    """``n`` random cases, times ``THERMOCLINE_SCALE`` (``make regress`` sets 10)."""
-    return n * int(os.environ.get("THERMOCLINE_SCALE", "1"))
-
-
-class Codec:
-    """Packs and unpacks the integer value of an Amaranth ``data.StructLayout`` port."""
-
-    def __init__(self, layout):
-        self.fields = {name: (field.offset, field.width) for name, field in layout}
-
-    def pack(self, **values) -> int:
-        raw = 0
-        for name, value in values.items():
-            offset, width = self.fields[name]
-            if not 0 <= value < 1 << width:
-                raise ValueError(f"field {name} holds {width} bits, got {value:#x}")
-            raw |= value << offset
-        return raw
-
-    def unpack(self, raw: int) -> dict:
-        return {name: (raw >> offset) & ((1 << width) - 1)
-                for name, (offset, width) in self.fields.items()}
 
 
 @dataclass(frozen=True)
@@ -535,7 +510,7 @@ async def random_requests(dut, latency):
     poisoned = [tb.poison(rng.randrange(tb.image.size // 8) * 8,
                           rng.choice([Resp.SLVERR, Resp.DECERR])) for _ in range(6)]
     requests = [(addr & ~(tb.lanes - 1), rng.randint(1, 4)) for addr in poisoned[:3]]
-    requests += [tb.random_request() for _ in range(_scale(40))]
+    requests += [tb.random_request() for _ in range(scale(40))]
     next_burst = tb.model.next_burst
     for addr, count in requests:
         bursts = tb.model.split(addr, count)
@@ -599,7 +574,7 @@ async def reset_mid_burst(dut):
     await tb.reset()
     rng = tb.rng
     with_ar_pending = 0
-    for _ in range(_scale(4)):
+    for _ in range(scale(4)):
         for _ in range(3 * tb.max_outstanding):
             addr, count = tb.random_request()
             tb.request(addr, max(count, 16))

@@ -45,7 +45,6 @@ from hdl.walker import COUNTERS as WALK_COUNTERS
 from thermocline.regmap import REGMAP
 
 CLOCK_NS = 10
-WORD = (1 << 64) - 1
 
 
 class EngineTB:
@@ -121,6 +120,20 @@ class EngineTB:
     def check(self):
         assert not self.errors, f"[seed {self.seed}] " + "\n".join(self.errors[:5])
 
+    async def start(self):
+        """Reset, then program what every step needs: the scanned tree and its host root,
+        the host format, every interrupt cause enabled."""
+        dut = self.dut
+        dut.rst.value = 1
+        await ClockCycles(dut.clk, 4)
+        dut.rst.value = 0
+        await ClockCycles(dut.clk, 4)
+        await self.write("SCAN_ROOT", self.sc.system.host.root)
+        await self.write("SCAN_HROOT", self.sc.hroot)
+        if self.cfg.host == "npt":
+            await self.write("SCAN_CONFIG", REGMAP["SCAN_CONFIG"].reset | 1)
+        await self.write("IRQ_MASK", REGMAP["IRQ_MASK"].mask)
+
     # --- registers ---------------------------------------------------------------------------
 
     async def write(self, name: str, value: int):
@@ -162,7 +175,7 @@ class EngineTB:
 
     def poke(self, addr: int, value: int):
         """A write by software (the hypervisor or the guest) to both memories."""
-        self.mem.poke(addr, (value & WORD).to_bytes(8, "little"))
+        self.mem.write_word(addr, value)
         self.sc.engine.mem.write(addr, value)
 
 
@@ -216,18 +229,10 @@ async def replay(dut):
     cfg = ReplayConfig.from_env()
     tb = EngineTB(dut, cfg)
     sc = tb.sc
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 4)
     cycles0 = get_sim_time("ns") / CLOCK_NS
 
     # 1. registers
-    await tb.write("SCAN_ROOT", sc.system.host.root)
-    await tb.write("SCAN_HROOT", sc.hroot)
-    if cfg.host == "npt":
-        await tb.write("SCAN_CONFIG", REGMAP["SCAN_CONFIG"].reset | 1)
-    await tb.write("IRQ_MASK", REGMAP["IRQ_MASK"].mask)
+    await tb.start()
     assert await tb.read("ID") == REGMAP["ID"].reset
 
     # 2. passes
@@ -323,17 +328,6 @@ async def replay(dut):
     record_metric("cycles_per_second", round(cycles / wall))
 
 
-async def _start(tb: EngineTB):
-    dut = tb.dut
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 4)
-    await tb.write("SCAN_ROOT", tb.sc.system.host.root)
-    await tb.write("SCAN_HROOT", tb.sc.hroot)
-    await tb.write("IRQ_MASK", REGMAP["IRQ_MASK"].mask)
-
-
 async def _walks(tb: EngineTB, walks):
     for page, write in walks:
         tb.walks.send(tb.sc.walk(page, write))
@@ -348,7 +342,7 @@ async def registers_mid_pass(dut):
     (by command, the unit's own index) uses the restored root and equals the model."""
     tb = EngineTB(dut, ReplayConfig.from_env())
     sc = tb.sc
-    await _start(tb)
+    await tb.start()
     await _walks(tb, sc.passes[0])
     period = 5000
     await tb.write("INT_PERIOD", period)
@@ -415,7 +409,7 @@ async def throughput(dut):
     model (the scan changes only A and level bits, which no answer reports)."""
     tb = EngineTB(dut, ReplayConfig.from_env())
     sc = tb.sc
-    await _start(tb)
+    await tb.start()
     rng = random.Random(tb.seed)
     walks = int(sc.cfg.max_walks or 500)
     faults = sc.cfg.faults

@@ -25,6 +25,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly
 
+from cosim.runner import scale
 from hdl.exit_detector import COUNTERS, EXIT_DROP, EXIT_EVENT
 from model.exit_detector import REASONS, Access, Drop, ExitConfig, ExitDetector, PteWrite
 from thermocline.layouts import X86_ENTRY
@@ -207,10 +208,9 @@ class TB:
 @cocotb.test()
 async def random_streams(dut):
     """Random processes over small tables: every drop and the counters against the model."""
-    import os
     tb = TB(dut, "random_streams")
     await tb.reset()
-    n = 4000 * int(os.environ.get("THERMOCLINE_SCALE", "1"))
+    n = scale(4000)
     for e in random_events(tb.rng, n, processes=tb.rng.randint(2, 14)):
         tb.event.send(e)
     await tb.drain()

@@ -23,7 +23,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hdl.prefetcher import PREFETCH_REQ, PREFETCH_RESP, STATUS
-from cosim.runner import record_metric
+from cosim.runner import record_metric, scale
 from model.memory import BusError, PhysMem
 from model.pagetable import SIZE_2M, SIZE_4K
 from model.prefetcher import DIRECTIONS, STATUSES, Prefetcher, PrefetchRequest, PrefetchResult
@@ -301,10 +301,6 @@ class TB:
         assert not diff, f"[seed {self.seed}] memory changed: {diff[:4]}"
 
 
-def _scale(n: int) -> int:
-    import os
-    return n * int(os.environ.get("THERMOCLINE_SCALE", "1"))
-
 
 def _guest(tb: TB, bad: int = 0) -> Guest:
     return random_guest(random.Random(tb.rng.getrandbits(64)), tb.params["host"],
@@ -320,7 +316,7 @@ async def random_faults(dut, latency):
     await tb.reset()
     for k in range(3):
         tb.load(_guest(tb, bad=k))
-        for _ in range(_scale(12)):
+        for _ in range(scale(12)):
             await tb.run(tb.guest.request(tb.rng.choice(tb.guest.faults)),
                          *random_setting(tb.rng))
         tb.finish()
@@ -358,7 +354,7 @@ async def drop_and_reset(dut):
     tb = TB(dut, "drop_and_reset", latency=3)
     await tb.reset()
     tb.load(_guest(tb))
-    for _ in range(_scale(16)):
+    for _ in range(scale(16)):
         at = tb.rng.randrange(300)
         kind = tb.rng.choice(["drop_at", "reset_at"])
         await tb.run(tb.guest.request(tb.rng.choice(tb.guest.faults)),

@@ -19,7 +19,6 @@ Pieces:
 Every failure names the seed; ``THERMOCLINE_SEED=<seed>`` reproduces the run.
 """
 
-import os
 import random
 import time
 
@@ -30,7 +29,7 @@ from amaranth.lib.memory import Memory
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from cosim.runner import record_metric, sim_params, sim_seed
+from cosim.runner import record_metric, scale, sim_params, sim_seed
 from hdl.regs import Regs
 from thermocline.regmap import ADDR_WIDTH, REGMAP, RegisterFile
 
@@ -79,10 +78,6 @@ class RegsHarness(wiring.Component):
             m.d.comb += [rd.addr.eq(port.addr), rd.en.eq(port.re), port.data.eq(rd.data)]
         return m
 
-
-def _scale(n: int) -> int:
-    """``n`` random cases, times ``THERMOCLINE_SCALE`` (``make regress`` sets 10)."""
-    return n * int(os.environ.get("THERMOCLINE_SCALE", "1"))
 
 
 class Units:
@@ -259,7 +254,7 @@ async def random_traffic(dut):
     await tb.reset()
     start = time.monotonic()
     for batch in range(3):
-        for _ in range(_scale(150)):
+        for _ in range(scale(150)):
             await tb.random_op()
             if tb.rng.random() < 0.2:
                 await tb.check_outputs(f"batch {batch}")
@@ -284,11 +279,11 @@ async def concurrent_reads_and_writes(dut):
           if (hit := REGMAP.word(a)) is None or hit[0].access in ("RO", "WO")]
 
     async def writer():
-        for _ in range(_scale(80)):
+        for _ in range(scale(80)):
             await tb.write(tb.rng.choice(rw), 0, tb.rng.getrandbits(32).to_bytes(4, "little"))
 
     async def reader():
-        for _ in range(_scale(80)):
+        for _ in range(scale(80)):
             addr = tb.rng.choice(ro)
             hit = REGMAP.word(addr)
             if hit is not None and hit[0].width == 64:
@@ -300,5 +295,5 @@ async def concurrent_reads_and_writes(dut):
     await w
     await r
     await tb.check_outputs("after concurrent traffic")
-    if tb.transactions != 2 * _scale(80):
-        tb.fail(f"{tb.transactions} transactions, expected {2 * _scale(80)}")
+    if tb.transactions != 2 * scale(80):
+        tb.fail(f"{tb.transactions} transactions, expected {2 * scale(80)}")

@@ -24,17 +24,17 @@ import random
 import time
 
 import cocotb
-from amaranth.hdl import Const
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from cosim.axi_mem import AxiMem
-from cosim.runner import record_metric, sim_params, sim_seed
+from cosim.runner import record_metric, scale, sim_params, sim_seed
 from cosim.scan_replay import Agent, HookMem, Traffic, replay_schedule
 from cosim.scan_trees import SIZES, Tree, compare, hw_config, layout, random_config, random_tree
-from cosim.stream import StreamDriver, StreamMonitor, Ticker
-from hdl.scanner import CONFIG_LAYOUT, STAT_NAMES, cleared_layout, start_layout, stat_index
+from cosim.stream import Codec, StreamDriver, StreamMonitor, Ticker
+from hdl.scanner import CONFIG_LAYOUT, STAT_NAMES, cleared_layout, snoop_layout, start_layout, \
+    stat_index
 from hdl.prioritizer import candidate_layout
 from model.memory import PhysMem
 from model.scanner import ScanConfig, drive
@@ -47,36 +47,17 @@ CLOCK_NS = 10
 WORD = (1 << 64) - 1
 
 
-def _scale(n: int) -> int:
-    import os
-    return n * int(os.environ.get("THERMOCLINE_SCALE", "1"))
-
-
-def pack(layout, values: dict) -> int:
-    """The bits of ``values`` in an Amaranth struct ``layout`` (as its port carries them)."""
-    return Const.cast(layout.const(values)).value
-
-
-def unpack(layout, word: int) -> dict:
-    """The fields of ``word`` laid out as ``layout``, as integers."""
-    return {name: (word >> f.offset) & ((1 << f.width) - 1) for name, f in layout}
-
 
 class WordView:
     """:class:`AxiMem` seen as 64-bit words (``read``/``write``/``poisoned``), for the agent."""
 
     def __init__(self, mem: AxiMem):
-        self.mem = mem
+        self.read, self.write = mem.read_word, mem.write_word
+        self._mem = mem
 
     @property
     def poisoned(self):
-        return self.mem._word_errors
-
-    def read(self, addr: int) -> int:
-        return int.from_bytes(self.mem.peek(addr, 8), "little")
-
-    def write(self, addr: int, value: int):
-        self.mem.poke(addr, (value & WORD).to_bytes(8, "little"))
+        return self._mem.failed_words
 
 
 class BusMonitor:
@@ -150,7 +131,7 @@ class SnoopDriver:
     def __init__(self, dut, ticker: Ticker, monitor: BusMonitor, mem: WordView,
                  pa_bits: int):
         self.dut, self.ticker, self.monitor, self.mem = dut, ticker, monitor, mem
-        self.layout = {"addr": pa_bits}
+        self.codec = Codec(snoop_layout(pa_bits))
         self.agent: Agent | None = None
         self._valid = False
         dut.snoop__valid.value = 0
@@ -170,7 +151,7 @@ class SnoopDriver:
         valid = write is not None and self.dut.snoop__ready.value == 1
         if valid:
             addr, new, _ = write
-            self.dut.snoop__payload.value = addr | new << self.layout["addr"]
+            self.dut.snoop__payload.value = self.codec.pack(addr=addr, data=new)
             agent.pending = write
         if valid != self._valid:
             self.dut.snoop__valid.value = int(valid)
@@ -210,14 +191,14 @@ class TB:
                                   w=backpressure, b=backpressure)
         self.words = WordView(self.mem)
         self.ticker = Ticker(dut.clk)
-        start = start_layout(self.pa_bits)
-        self.start = StreamDriver(dut, "start", self.ticker, lambda v: pack(start, v))
+        start = Codec(start_layout(self.pa_bits))
+        self.start = StreamDriver(dut, "start", self.ticker, lambda v: start.pack(**v))
         self.cleared: list[tuple[int, int]] = []
-        layout = cleared_layout(self.lanes)
+        cleared = Codec(cleared_layout(self.lanes))
         self.cleared_mon = StreamMonitor(dut, "cleared", self.ticker,
                                          rng=random.Random(self.rng.getrandbits(64)),
                                          stall=backpressure)
-        self.cleared_mon.on_item.append(lambda w, c: self._cleared(unpack(layout, w)))
+        self.cleared_mon.on_item.append(lambda w, c: self._cleared(cleared.unpack(w)))
         self.bus = BusMonitor(dut, self.ticker, self.lanes)
         self.snoop = SnoopDriver(dut, self.ticker, self.bus, self.words, self.pa_bits)
         self.passes = 0
@@ -244,7 +225,7 @@ class TB:
         """Set the configuration and start a pass (returns once ``start`` is accepted)."""
         self.cleared.clear()
         self.bus.traffic = Traffic()
-        self.dut.config.value = pack(CONFIG_LAYOUT, hw_config(cfg))
+        self.dut.config.value = Codec(CONFIG_LAYOUT).pack(**hw_config(cfg))
         self.start.send({"root": root, "pass_index": pass_index or 0,
                          "set_index": int(pass_index is not None)})
         while self.start.pending:
@@ -277,14 +258,14 @@ class TB:
             stats[name] = values[where[name]]
         for name in ("histogram", "long_histogram"):
             stats[name] = values[where[name]:where[name] + self.max_levels]
-        cand = candidate_layout(self.pa_bits)
+        cand = Codec(candidate_layout(self.pa_bits))
         stats["cand_list"] = []
         for i in range(stats["candidates"]):
             await RisingEdge(dut.clk)
             dut.cand_addr.value = i
             await RisingEdge(dut.clk)
             await ReadOnly()
-            c = unpack(cand, dut.cand_data.value.to_unsigned())
+            c = cand.unpack(dut.cand_data.value.to_unsigned())
             stats["cand_list"].append((c["region"], c["entry_addr"], c["value"]))
         await RisingEdge(dut.clk)
         dut.done__ready.value = 1
@@ -384,7 +365,7 @@ async def passes_with_walks(dut, latency):
         tb.load(system.mem)
         model = ModelScanner(cfg, pass_index=0)
         ref = system.mem.copy()
-        for p in range(_scale(4)):
+        for p in range(scale(4)):
             context = f"{fmt} pass {p}"
             tb.check_image(ref, context + " (start)")
             hw = await tb.run_pass(cfg, tree.pt.root, p)
@@ -436,7 +417,7 @@ async def agent_during_passes(dut):
     tb = TB(dut, "agent_during_passes", size=1 << 20, latency=5, backpressure=0.3)
     kinds_seen = set()
     retries = 0
-    for k in range(_scale(2)):
+    for k in range(scale(2)):
         seed = tb.rng.getrandbits(32)
         fmt = ("ept", "npt")[k % 2]
         tree = random_tree(seed, fmt, tb.pa_bits, leaf_tables=2, dense=True)
@@ -471,7 +452,7 @@ async def reset_mid_pass(dut):
     """Reset at a random point of a pass (bursts in flight dropped with the memory); the
     unit is idle after it and the next pass equals the model on the memory left behind."""
     tb = TB(dut, "reset_mid_pass", size=1 << 20, latency=3)
-    for k in range(_scale(4)):
+    for k in range(scale(4)):
         seed = tb.rng.getrandbits(32)
         fmt = ("ept", "npt", "ia32e")[k % 3]
         tree = random_tree(seed, fmt, tb.pa_bits, leaf_tables=3, dense=True)
@@ -509,9 +490,10 @@ async def inputs_change_mid_pass(dut):
     await tb.start_pass(cfg, tree.root, 0)
     for _ in range(20):
         await ClockCycles(dut.clk, tb.rng.randrange(20, 100))
-        dut.config.value = pack(CONFIG_LAYOUT, hw_config(tb.rng.choice([cfg, cfg2])))
-        dut.start__payload.value = pack(start_layout(tb.pa_bits), {
-            "root": other.root, "pass_index": 99, "set_index": 1})
+        dut.config.value = Codec(CONFIG_LAYOUT).pack(
+            **hw_config(tb.rng.choice([cfg, cfg2])))
+        dut.start__payload.value = Codec(start_layout(tb.pa_bits)).pack(
+            root=other.root, pass_index=99, set_index=1)
     hw = await tb.finish_pass()
     stats = ModelScanner(cfg, pass_index=0).scan_pass(ref, tree.root)
     tb.check_image(ref, "inputs changed mid-pass")

@@ -28,7 +28,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, ReadOnly
 
 from cosim.axi_mem import AxiMem
-from cosim.runner import record_metric, sim_params, sim_seed
+from cosim.runner import record_metric, scale, sim_params, sim_seed
 from cosim.stream import StreamDriver, StreamMonitor, Ticker
 from cosim.walk_codec import Invalidate, apply_inv, describe_response, encode_inv, \
     encode_request, encode_result, model_counters
@@ -42,10 +42,6 @@ CLOCK_NS = 10
 #: Memory size of every system :func:`model.system.random_system` makes.
 SYSTEM_SIZE = (8 << 20) + (64 << 20) + (16 << 20)
 
-
-def _scale(n: int) -> int:
-    import os
-    return n * int(os.environ.get("THERMOCLINE_SCALE", "1"))
 
 
 class CountingMem:
@@ -290,7 +286,7 @@ async def random_walks(dut, latency):
     for k in range(2):
         await tb.reset()
         tb.new_system(corrupt=k)                     # the second system has a bad entry
-        for _ in range(_scale(1250)):
+        for _ in range(scale(1250)):
             tb.send(tb.random_inv() if tb.rng.random() < 0.05 else tb.random_request())
         await tb.drain()
         tb.finish()
@@ -304,7 +300,7 @@ async def malformed_tables(dut):
     for k in range(3):
         await tb.reset()
         tb.new_system(corrupt=4 + 2 * k)
-        for _ in range(_scale(300)):
+        for _ in range(scale(300)):
             tb.send(tb.random_request())
         await tb.drain()
         tb.finish()
@@ -354,7 +350,7 @@ async def reset_mid_walk(dut):
     await tb.reset()
     tb.new_system()
     ad_bits = (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9)
-    for _ in range(_scale(12)):
+    for _ in range(scale(12)):
         for _ in range(5):
             tb.send(tb.random_request())
         await ClockCycles(dut.clk, tb.rng.randrange(5, 120))
@@ -380,7 +376,7 @@ async def invalidation_storm(dut):
     tb = TB(dut, "invalidation_storm")
     await tb.reset()
     tb.new_system()
-    for _ in range(_scale(400)):
+    for _ in range(scale(400)):
         tb.send(tb.random_inv() if tb.rng.random() < 0.5 else tb.random_request())
     await tb.drain()
     tb.finish()

@@ -200,7 +200,7 @@ class Engine(wiring.Component):
                                                        depth=4)
         self._access_q = acc
         resp = wk.resp.payload
-        walked = (resp.FAULT == 0) & resp.PTE_VALID
+        walked = resp.PTE_VALID                    # (set only on a translation)
         room = ~walked | acc.w_rdy
         m.d.comb += [
             self.walk_resp.valid.eq(wk.resp.valid & room),

@@ -1,8 +1,5 @@
 """Shared test helpers."""
 
-import os
+from cosim.runner import scale
 
-
-def scale(n: int) -> int:
-    """``n`` random cases, times ``THERMOCLINE_SCALE`` (``make regress`` sets 10)."""
-    return n * int(os.environ.get("THERMOCLINE_SCALE", "1"))
+__all__ = ["scale"]

@@ -1,6 +1,5 @@
 """Exit detector (``model.exit_detector``): both mechanisms, finite tables, configuration."""
 
-import os
 import random
 
 import pytest
@@ -9,9 +8,10 @@ from hypothesis import given, settings, strategies as st
 from model.exit_detector import (
     COUNTER_MAX, Access, Drop, ExitConfig, ExitDetector, PteWrite,
 )
+
+from .helpers import scale
 from thermocline.layouts import X86_ENTRY, ENTRIES_PER_TABLE, PAGE_SIZE
 
-SCALE = int(os.environ.get("THERMOCLINE_SCALE", "1"))
 
 PTE = X86_ENTRY.pack(P=1, RW=1, US=1, A=1, ADDR=0x1234)
 SWAP = X86_ENTRY.ADDR.set(0, 0x777)                 # not present, non-zero (a swap entry)
@@ -451,7 +451,7 @@ def check_state(det: ExitDetector):
 
 
 @given(config=exit_configs(), stream=st.lists(events(), max_size=60))
-@settings(max_examples=300 * SCALE, deadline=None)
+@settings(max_examples=scale(300), deadline=None)
 def test_drops_are_single_and_only_on_unmapping_writes(config, stream):
     det = ExitDetector(config)
     n = 0
@@ -509,7 +509,7 @@ class Reference:
 
 @given(thr=st.integers(1, 5), need=st.integers(1, 4),
        stream=st.lists(events(4, 6), max_size=80))
-@settings(max_examples=300 * SCALE, deadline=None)
+@settings(max_examples=scale(300), deadline=None)
 def test_matches_unbounded_reference_when_nothing_is_evicted(thr, need, stream):
     # 4 spaces and 4 x 6 tables hold every key the stream can name.
     det = ExitDetector(ExitConfig(spaces=4, tables=24, run_threshold=thr, tables_needed=need))

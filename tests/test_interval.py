@@ -1,6 +1,5 @@
 """Scan-interval controller (``model.interval``): modes, clamps, overruns, configuration."""
 
-import os
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -10,7 +9,8 @@ from model.interval import (
     cycles_per_page_q16,
 )
 
-SCALE = int(os.environ.get("THERMOCLINE_SCALE", "1"))
+from .helpers import scale
+
 
 
 def ctl(**kw) -> IntervalController:
@@ -168,7 +168,7 @@ def test_migration_period_is_clamped():
 
 
 @given(pages=st.integers(0, REG_MAX), cpp=st.integers(0, REG_MAX))
-@settings(max_examples=100 * SCALE, deadline=None)
+@settings(max_examples=scale(100), deadline=None)
 def test_migration_formula(pages, cpp):
     c = ctl(mode="migration", period=1)
     assert c.set_batch(pages, cpp) == min(REG_MAX, max(1, pages * cpp // Q16_ONE))
@@ -257,7 +257,7 @@ ops = st.one_of(
 
 
 @given(config=configs(), script=st.lists(ops, max_size=40))
-@settings(max_examples=200 * SCALE, deadline=None)
+@settings(max_examples=scale(200), deadline=None)
 def test_period_stays_within_clamps_and_timing_is_consistent(config, script):
     c = IntervalController(config)
     overruns = 0
@@ -304,7 +304,7 @@ def loops(draw):
 
 
 @given(loop=loops())
-@settings(max_examples=100 * SCALE, deadline=None)
+@settings(max_examples=scale(100), deadline=None)
 def test_ratio_mode_settles_monotonically_inside_the_band(loop):
     s, target, hyst, p_star, start = loop
     c = ctl(mode="ratio", period=start, target=target, hysteresis=hyst, step_shift=s)
