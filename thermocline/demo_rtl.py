@@ -68,7 +68,9 @@ def run_rtl_demo(console: Console, out: Path, *, trace, passes: int = 8,
         seen = 0
         while thread.is_alive():
             thread.join(0.5)
-            lines = progress_file.read_text().splitlines()
+            text = progress_file.read_text()
+            # Whole lines only: the testbench may be writing the last one.
+            lines = text[:text.rfind("\n") + 1].splitlines()
             for line in lines[seen:]:
                 p = json.loads(line)
                 step = p["step"]
