@@ -456,10 +456,12 @@ async def throughput(dut):
             assert same(hw, want), f"[seed {tb.seed}] prefetch {req}: hw {hw} model {want}"
         pf_expected.clear()
 
+    passes = []
+
     async def run_scan():
         await tb.write("SCAN_CMD", REGMAP["SCAN_CMD"].pack(START=1))
         await tb.wait_irq("PASS_DONE", 5_000_000)
-        sc.engine.scan()
+        passes.append(sc.engine.scan().stats)
 
     figures = {}
     # alone
@@ -496,5 +498,8 @@ async def throughput(dut):
     check_prefetches()
     tb.check()
     figures.update(walks=walks, faults=faults, checked_walks=tb.checked["walks"])
+    for i, stats in enumerate(passes):           # what each pass read and cleared
+        figures[f"scan_entries_{i}"] = stats.entries_read
+        figures[f"scan_accessed_{i}"] = stats.accessed
     for name, value in figures.items():
         record_metric(name, value)

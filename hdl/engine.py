@@ -61,6 +61,10 @@ __all__ = ["Engine", "SYNTH_DESIGNS"]
 
 _INV = {name: code for code, name in enumerate(L.INV_OPS)}
 
+#: What the access-event queue keeps of an ``EXIT_EVENT`` made from a walk response (kind 0,
+#: no old or new value, a 48-bit GVA).
+_ACCESS = data.StructLayout({"user": 1, "index": 9, "table": 40, "asid": 64, "gva": 48})
+
 
 class Engine(wiring.Component):
     """The engine (module docstring).
@@ -196,8 +200,8 @@ class Engine(wiring.Component):
 
         # Responses: a translation that walked the guest dimension also makes an access
         # event; the response waits until the event queue has room.
-        acc = m.submodules.access_q = SyncFIFOBuffered(width=struct(EXIT_EVENT).size,
-                                                       depth=4)
+        # The queue keeps only the fields an access event sets (the rest are zero).
+        acc = m.submodules.access_q = SyncFIFOBuffered(width=_ACCESS.size, depth=4)
         self._access_q = acc
         resp = wk.resp.payload
         walked = resp.PTE_VALID                    # (set only on a translation)
@@ -207,11 +211,10 @@ class Engine(wiring.Component):
             self.walk_resp.payload.eq(resp),
             wk.resp.ready.eq(self.walk_resp.ready & room),
         ]
-        event = Signal(struct(EXIT_EVENT))
+        event = Signal(_ACCESS)
         m.d.comb += [
-            event.KIND.eq(0), event.USER.eq(req.USER), event.ASID.eq(req.CR3),
-            event.GVA.eq(req.GVA[:48]), event.TABLE.eq(resp.PTE_GPA[12:52]),
-            event.INDEX.eq(resp.PTE_GPA[3:12]),
+            event.user.eq(req.USER), event.asid.eq(req.CR3), event.gva.eq(req.GVA[:48]),
+            event.table.eq(resp.PTE_GPA[12:52]), event.index.eq(resp.PTE_GPA[3:12]),
             acc.w_data.eq(event),
             acc.w_en.eq(wk.resp.valid & wk.resp.ready & walked),
         ]
@@ -467,9 +470,12 @@ class Engine(wiring.Component):
 
     def _exit_side(self, m, ex, rg, cause):
         acc = self._access_q
+        head = data.View(_ACCESS, acc.r_data)
         with m.If(acc.r_rdy):
-            m.d.comb += [ex.event.valid.eq(1), ex.event.payload.eq(acc.r_data),
-                         acc.r_en.eq(ex.event.ready)]
+            p = ex.event.payload
+            m.d.comb += [ex.event.valid.eq(1), acc.r_en.eq(ex.event.ready),
+                         p.KIND.eq(0), p.USER.eq(head.user), p.INDEX.eq(head.index),
+                         p.TABLE.eq(head.table), p.ASID.eq(head.asid), p.GVA.eq(head.gva)]
         with m.Else():
             m.d.comb += [ex.event.valid.eq(self.pte_write.valid),
                          ex.event.payload.eq(self.pte_write.payload),

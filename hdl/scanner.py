@@ -1585,21 +1585,25 @@ class Scanner(wiring.Component):
         wq_push = Signal()
         wq_in = Signal(wq_lay)
         par_lane = lane_of(pos[:9])
-        with m.If(par_write):
+        # The parent update is committed only while S1 is empty (``in_parent``), so the
+        # register ``s1_valid`` selects what is pushed, and the enables just add up.
+        m.d.comb += [
+            wq_push.eq(par_write | (commit & any_wr)),
+            wmeta.w_en.eq(par_write | (commit & (any_wr | any_rec))),
+        ]
+        with m.If(~s1_valid):
             m.d.comb += [
-                wq_push.eq(1),
                 wq_in.page.eq(cur_tbl), wq_in.beat.eq(pos[lane_bits:9]),
                 wq_in.data.eq(par.new.replicate(lanes)),
                 wq_in.strb.eq(Const(1, lanes) << par_lane),
-                wmeta.w_en.eq(1), wm_in.has_write.eq(1),
+                wm_in.has_write.eq(1),
                 wm_in.strb.eq(Const(1, lanes) << par_lane),
             ]
-        with m.Elif(commit):
+        with m.Else():
             m.d.comb += [
-                wq_push.eq(any_wr),
                 wq_in.page.eq(s1_page), wq_in.beat.eq(s1_beat),
                 wq_in.data.eq(Cat(*lane_new)), wq_in.strb.eq(lane_wr),
-                wmeta.w_en.eq(any_wr | any_rec), wm_in.has_write.eq(any_wr),
+                wm_in.has_write.eq(any_wr),
                 wm_in.strb.eq(lane_wr), wm_in.rec.eq(lane_acc), wm_in.base.eq(s1_va),
                 wm_in.level.eq(s1_level),
             ]
@@ -1635,7 +1639,7 @@ class Scanner(wiring.Component):
         last_page = Signal(pw)
         m.d.comb += [
             last_page.eq(run_page[run_last]),
-            run_same.eq((run_n != 0) & Mux(par_write, last_page == cur_tbl,
+            run_same.eq((run_n != 0) & Mux(~s1_valid, last_page == cur_tbl,
                                             last_page == s1_page)),
         ]
         for i in range(nrun):

@@ -31,11 +31,17 @@ it is used, so no cycle holds more than one lookup or one decode:
   entry's read, when the nested TLB hits); its lookup overlaps the decoding of the guest
   entry that leads to its GPA;
 * the update phase starts as the last entry is decoded; each of its entries costs a read
-  and, if A or D is missing, a write.
+  and, if A or D is missing, a write;
+* an invalidation of one address takes six cycles from acceptance to the next acceptance,
+  a sweep (``all``, ``root``) four per slot of the deepest array; the scanner's
+  ``scan_clear`` commands, one nested-TLB slot each, follow each other every two cycles
+  (read; compare and write, with the next one accepted).
 
-For the engine (SPEC §2, atomic A/D): the update phase's read and write of one entry must
-not be split by another agent's write to that word; the engine's arbiter holds the memory
-port from the update read to its write (``lock`` is high meanwhile).
+Atomic A/D (SPEC §2): the update phase's read and write of one entry must not be split by a
+write of another agent that the A/D write would undo. The write sets only the byte that
+holds A and D (``WSTRB``), so a write to the rest of the word in between survives it; an
+integration whose other agents rewrite whole words can hold the memory port from the
+update read to its write, while ``lock`` is high.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -721,6 +727,7 @@ class Walker(wiring.Component):
             return a.valid & (inv_all | match)
 
         drops = Signal(len(ARRAYS))               # the slot looked up is to be dropped
+        sc_drops = Signal(len(ARRAYS))            # ... by a scan_clear, this cycle
 
         m.d.sync += spec_resp.eq(0)
 
@@ -780,7 +787,10 @@ class Walker(wiring.Component):
                     m.d.comb += self.inv.ready.eq(1)
                     m.d.sync += [sweep.eq(0),
                                  sel_sweep.eq((cmd.OP == INV["all"]) | (cmd.OP == INV["root"]))]
-                    m.next = "INV_START"
+                    with m.If(cmd.OP == INV["scan_clear"]):
+                        m.next = "SC_READ"
+                    with m.Else():
+                        m.next = "INV_START"
                 with m.Elif(self.req.valid & primed2):
                     m.d.comb += self.req.ready.eq(1)
                     inc("requests")
@@ -1033,6 +1043,29 @@ class Walker(wiring.Component):
                 with m.If((fill_i == fill_n) & ~fill_pending):
                     to_idle()
 
+            # --- the scanner's A-bit clears: read, then compare, write and take the next --
+            # (One nested-TLB slot each; the index register took the slot at acceptance, and
+            # takes the next one as the slot is written. The other command flags stay those
+            # of the scan_clear IDLE accepted, so a clear taken here needs only its address,
+            # host root and size. The write enable comes from the lookup registers through
+            # the compare: ``sc_drops``.)
+            with m.State("SC_READ"):
+                m.next = "SC_CMP"
+
+            with m.State("SC_CMP"):
+                m.d.comb += sc_drops.eq(Cat(drop(n) for n in range(len(ARRAYS))))
+                with m.If(self.inv.valid & (cmd.OP == INV["scan_clear"])):
+                    m.d.comb += [self.inv.ready.eq(1), ht_gpa_next.eq(cmd.ADDR[:pa])]
+                    m.d.sync += [
+                        k_hroot.eq(root_tag(cmd.HROOT, host, pa)),
+                        k_hroot_ok.eq(~root_bad(cmd.HROOT)),
+                        key_ok.eq((cmd.ADDR & above) == 0),
+                        inv_scan.eq(Cat(*((cmd.SIZE == lvl - 1) for lvl in (1, 2, 3)))),
+                    ]
+                    m.next = "SC_READ"
+                with m.Else():
+                    to_idle()
+
             # --- invalidation: look a slot up, then drop it if it matches -----------------
             with m.State("INV_START"):
                 m.next = "INV"                     # the index registers take the first slot
@@ -1157,7 +1190,8 @@ class Walker(wiring.Component):
             m.d.comb += fill_w.data.memtype.eq(memtype)
 
         # --- writes: fills, and drops by invalidation commands -----------------------------
-        # Write enables come from flip-flops: the fill record's select, the drop decisions.
+        # Write enables come from flip-flops (the fill record's select, the drop decisions),
+        # a scan_clear's from the lookup registers.
         fill = fill_r.data
         for n, a in enumerate(arrays):
             if a is None:
@@ -1172,7 +1206,7 @@ class Walker(wiring.Component):
                 m.d.comb += a.wr_dirty.eq(fill.dirty)
             if a.kind == "ntlb" and ept:
                 m.d.comb += a.wr_memtype.eq(fill.memtype)
-            m.d.comb += a.wr_en.eq((fill_pending & fill.select[n]) | drops[n])
+            m.d.comb += a.wr_en.eq((fill_pending & fill.select[n]) | drops[n] | sc_drops[n])
         return m
 
 

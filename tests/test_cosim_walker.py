@@ -18,7 +18,7 @@ PARAM_SETS = [
 ]
 
 COCOTB_TESTS = {"random_walks": 2, "malformed_tables": 1, "error_on_every_reference": 1,
-                "reset_mid_walk": 1, "invalidation_storm": 1}
+                "reset_mid_walk": 1, "invalidation_storm": 1, "scan_clear_burst": 1}
 
 
 @pytest.fixture(scope="module", params=PARAM_SETS, ids=lambda p: p["host"])

@@ -94,6 +94,11 @@ def run_benchmarks(out: Path, console: Console, *, quick: bool = False) -> dict:
             rows.append([f"engine busy: {what}", f"{r['together_cycles']:,} cycles",
                          f"alone {r['alone_cycles']:,} cycles",
                          f"{r['slowdown']:.2f}x with every unit busy"])
+        r = t["scan_all_accessed"]
+        rows.append(["engine: scan pass clearing every leaf's A bit",
+                     f"{r['entries_per_cycle']:.2f} entries/cycle",
+                     "limit 1/cycle", f"{r['entries']:,} entries, {r['cleared']:,} cleared "
+                     f"(one walker scan_clear each), {r['cycles']:,} cycles"])
         data.update(eng)
     write_results(out, "bench", data, ["benchmark", "figure", "against", "note"], rows,
                   console)
