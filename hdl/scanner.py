@@ -61,8 +61,9 @@ the engine's memory port must guarantee:
   scanner issues (``AR`` accepted) after that cycle;
 * the arbiter keeps accepting the scanner's ``AW``/``W``/``AR`` while another agent's write
   waits for ``snoop.ready`` (``snoop.ready`` is low only while a write of the scanner to
-  the same word waits in its write queue for its address to be accepted, and for the one
-  cycle in which a kept level-2 parent's update is committed; it never depends on
+  the same word waits in its write queue for its address to be accepted, while the word
+  is in the step stage (S1) or waits for it (U1), and while a kept level-2 parent's update
+  may be committed; it depends on registers and the offered address only, never on
   ``snoop.valid``);
 * writes are performed in the order their write addresses are accepted (one ID, or an
   arbiter that keeps the order), and a read-modify-write of another agent is not split by
@@ -77,11 +78,14 @@ for every entry it has read and not yet written back:
   step stage) makes the scanner drop the data and read the rest of that leaf table again,
   so the entry is read after the other agent's write (an upper-level entry not yet walked
   is read again the same way);
-* a snooped write to an entry already taken and not yet written back replaces its current
-  value: the A bit as first read still decides the step, the new value is recomputed from
-  the snooped word (A cleared only if it was read set, D never touched), and the update is
-  dropped if the word is no longer a present, well-formed leaf (``retries`` counts these
-  changed words, as the model's compare-and-set does);
+* a snooped write to an entry already taken and not yet written back (in the queue of
+  arrived beats, or landing as the entry moves into the step stage or is taken by the
+  walk) replaces its current value: the A bit as first read still decides the step, the
+  new value is recomputed from the snooped word (A cleared only if it was read set, D never
+  touched), and the update is dropped if the word is no longer a present, well-formed leaf
+  (``retries`` counts these changed words, as the model's compare-and-set does);
+* a write to an entry in the step stage (S1, U1) waits (``snoop.ready`` low) until the
+  entry's write-back has its address accepted;
 * a snooped write to a kept level-2 parent replaces the kept value (rule 5).
 
 An agent outside the engine that writes the tables (software, another device) gets none of
@@ -709,9 +713,10 @@ class Scanner(wiring.Component):
         w_rd = Signal(_IDX_BITS)             # next entry to move towards the walk
         w_inval = Signal()                   # drop the window (and read-ahead) this cycle
         inv_r = Signal()                     # a write into the window ahead, last cycle
-        # Head queue: window entries read out and classified, in order, for the walk.
+        # Head queue: window entries read out and classified, in order, for the walk. It
+        # shifts on every pop, so the walk's entry is always ``hf[0]`` (no read multiplexer
+        # in front of the walk's decode).
         hf_n = Signal(range(5))
-        hf_head = Signal(2)
         hf_lay = data.StructLayout({"idx": _IDX_BITS, "err": 1, "e": 64, "absent": 1,
                                     "malformed": 1, "leaf": 1, "table": 1})
         hf = Array(Signal(hf_lay, name=f"hf{i}") for i in range(4))
@@ -815,8 +820,9 @@ class Scanner(wiring.Component):
         wq_tail = Signal(2)                  # pointers count modulo twice the depth
         wq_aw = Signal(2)
         wq_w = Signal(2)
-        wq_space = Signal()
-        m.d.comb += wq_space.eq(((wq_tail - wq_aw)[:2] < nwq) & ((wq_tail - wq_w)[:2] < nwq))
+        # Room for one more write in the queue, its metadata and its run: registered, from
+        # the next occupancies (computed where the pushes and pops are, below).
+        wr_room = Signal(init=1)
 
         # Pending writes by page: runs of consecutive writes to one page, from commit to B.
         nrun = 4
@@ -830,8 +836,6 @@ class Scanner(wiring.Component):
         run_use = Signal(nrun)
         for i in range(nrun):
             m.d.comb += run_use[i].eq((i + nrun - run_head)[:ceil_log2(nrun)] < run_n)
-        run_space = Signal()
-        m.d.comb += run_space.eq(run_n < nrun)
 
         def pending(page):
             """A write to ``page`` is computed (or being computed) and not yet answered."""
@@ -871,13 +875,15 @@ class Scanner(wiring.Component):
             with m.If(waiting & (wq[i].page == sn_page) & (wq[i].beat == sn_beat)
                       & wq[i].strb.bit_select(sn_lane, 1)):
                 m.d.comb += sn_block.eq(1)
-        # Not ready either for a word whose step (S1), move to the step stage (U1) or parent
-        # update is being committed this cycle: that write lands after the scanner's.
-        # ``sn_any``: a write is offered. A word that the unit holds read and unwritten (beat
-        # queue, S1, U1, the window ahead) never has a queued write, and where it is being
-        # committed the unit's own logic does not look at the offer, so for those words an
-        # offer is a landing; those paths use ``sn_any`` and never wait for ``ready``.
-        sn_hold = Signal()                   # a held word is being committed this cycle
+        # Not ready either for the words in S1 and U1, nor for the kept parent while its
+        # update may be committed: those writes land after the scanner's. (From registers
+        # and the offered address only, so that the arbiter's grant, which waits for
+        # ``ready``, stays shallow.)
+        # ``sn_any``: a write is offered. A word that the unit holds read and unwritten
+        # elsewhere (beat queue, the window ahead) never has a queued write, so for those
+        # words an offer is a landing; those paths use ``sn_any`` and never wait for
+        # ``ready``.
+        sn_hold = Signal()                   # the offer is to a word held in S1, U1, parent
         par_act = Signal()                   # the parent update is committed this cycle
         sn_any = Signal()
         m.d.comb += [
@@ -938,18 +944,12 @@ class Scanner(wiring.Component):
             m.d.sync += wq_w.eq(wq_w + 1)
 
         # ================================================================== S1 compare-and-set
-        # A snoop of a word held in S1 replaces it; its step is then recomputed (one lane
-        # per cycle) before S1 may commit.
-        s1_match = Signal()
+        # A word that took a snooped write on its way into S1 (``s1_sn``) has its step
+        # recomputed (one lane per cycle) before S1 may commit.
         s1_at = Signal()                     # the offer's address is a word held in S1
-        s1_sn_hit = Signal()
         commit = Signal()
-        m.d.comb += [
-            s1_at.eq(s1_valid & (sn_page == s1_page) & (sn_beat == s1_beat)
-                     & s1_lv.bit_select(sn_lane, 1)),
-            s1_match.eq(sn_any & s1_at),
-            s1_sn_hit.eq(s1_match & ~commit),
-        ]
+        m.d.comb += s1_at.eq(s1_valid & (sn_page == s1_page) & (sn_beat == s1_beat)
+                             & s1_lv.bit_select(sn_lane, 1))
         rc_need = Signal(lanes)
         m.d.comb += rc_need.eq(s1_sn & ~s1_cok)
         rc_lane = Signal(range(lanes))
@@ -968,8 +968,6 @@ class Scanner(wiring.Component):
             rc_st.eq(sw_of(rc_w) & d.fmask),
             tab_c.addr.eq(Cat(rc_st, rc_fa)),
         ]
-        # (A snoop of the same lane in this cycle overrides ``s1_cok`` below: later statements
-        # win.)
         with m.If(rc_need.any()):
             for i in range(lanes):
                 with m.If(rc_lane == i):
@@ -983,8 +981,7 @@ class Scanner(wiring.Component):
                     ]
 
         # ================================================================== commit (S1 out)
-        m.d.comb += commit.eq(s1_valid & ~rc_need.any() & wq_space
-                              & wmeta.w_rdy & run_space)
+        m.d.comb += commit.eq(s1_valid & ~rc_need.any() & wr_room)
         lane_wr = Signal(lanes)
         lane_leaf = Signal(lanes)
         lane_retry = Signal(lanes)
@@ -1067,7 +1064,7 @@ class Scanner(wiring.Component):
                          t_present.eq(t_present + _popcount(st1.leaf))]
 
         # ================================================================== walk decode
-        hd = hf[hf_head]
+        hd = hf[0]
         hd_child = Signal(pw)
         m.d.comb += hd_child.eq(page_of(hd.e & amask))
         cur_ok = Signal()
@@ -1113,10 +1110,14 @@ class Scanner(wiring.Component):
             sn_parent.eq(self.snoop.valid & ~sn_block & ~sn_hold & e_act & sn_at_parent),
         ]
         # A landed write to the parent is applied to the kept value a cycle later; until then
-        # (``snp_r``) the update neither proceeds nor commits.
+        # (``snp_r``) the update neither proceeds nor commits. That includes a write landing
+        # as the walk takes the parent (``sn_cur`` with ``dfs_leaftab``): the parent is kept
+        # as read and the write applied the cycle after, while the leaf table has just
+        # started and nothing looks at the kept value (the scanner's own writes to it are
+        # applied a cycle after their commit, so they stay after it).
         snp_r = Signal()
         snp_data = Signal(64)
-        m.d.sync += [snp_r.eq(sn_parent), snp_data.eq(sn.data)]
+        m.d.sync += [snp_r.eq(sn_parent | (sn_cur & dfs_leaftab)), snp_data.eq(sn.data)]
 
         # ================================================================== read-ahead match
         pf_hit_snoop = Signal()
@@ -1134,14 +1135,8 @@ class Scanner(wiring.Component):
         head_wide_err = Signal()
         m.d.comb += head_wide_err.eq((lanes > 1) & ~e_narrow & rfh.err)
         s1_free = Signal()
-        u1_match = Signal()
         u1_at = Signal()                     # the offer's address is the word held in U1
-        u1_sn_hit = Signal()
-        m.d.comb += [
-            u1_at.eq(u1_valid & (sn_page == u1_page) & (sn_idx == u1_idx)),
-            u1_match.eq(sn_any & u1_at),
-            u1_sn_hit.eq(u1_match & ~mv_up),
-        ]
+        m.d.comb += u1_at.eq(u1_valid & (sn_page == u1_page) & (sn_idx == u1_idx))
         m.d.comb += [
             s1_free.eq(~s1_valid | commit),
             mv_up.eq(u1_valid & s1_free),
@@ -1222,10 +1217,14 @@ class Scanner(wiring.Component):
         m.d.comb += pf_left.eq((_ENTRIES - pf_iss) >> lane_bits)
         pf_n = Signal(range(257))
         m.d.sync += pf_n.eq(Mux(pf_left < self._burst_beats, pf_left, self._burst_beats))
+        # (The page compares are registered too: ``pf_page``, ``cur_tbl`` and ``e_page``
+        # change only as ``pf_st`` returns to idle or as the read-ahead is found, and
+        # either disarms the read-ahead for a cycle; ``e_act`` falling only delays it.)
+        pf_apart = Signal()
+        m.d.sync += pf_apart.eq((pf_page != cur_tbl) & ~(e_act & (pf_page == e_page)))
         pf_req = Signal()
         m.d.comb += pf_req.eq((pf_st != _PF_IDLE) & pf_armed & (pf_iss < _ENTRIES)
-                              & (~e_act | (e_iss == _ENTRIES))
-                              & (pf_page != cur_tbl) & ~(e_act & (pf_page == e_page))
+                              & (~e_act | (e_iss == _ENTRIES)) & pf_apart
                               & (pf_started | ~pend_p) & (lvl == 2)
                               & ~((ds == _DS_UPPER) & (pos == pf_idx)))
         issue_win = Signal()
@@ -1328,22 +1327,26 @@ class Scanner(wiring.Component):
             hf_push.eq(rd2 & ~w_inval),
             hf_pop.eq(dfs_proc),
         ]
-        hf_tail = Signal(2)
-        m.d.comb += hf_tail.eq(hf_head + hf_n)
         rd2_err = rd2_data[64]
-        with m.If(hf_push):
-            for i in range(4):
-                with m.If(hf_tail == i):
-                    m.d.sync += hf[i].eq(Cat(
-                        rd2_idx, rd2_err, rd2_data[:64],
-                        ~rd2_err & ~ra_malf & ~ra_leaf & ~ra_table, ~rd2_err & ra_malf,
-                        ~rd2_err & ra_leaf, ~rd2_err & ra_table))
+        hf_new = Signal(hf_lay)
+        m.d.comb += hf_new.eq(Cat(
+            rd2_idx, rd2_err, rd2_data[:64],
+            ~rd2_err & ~ra_malf & ~ra_leaf & ~ra_table, ~rd2_err & ra_malf,
+            ~rd2_err & ra_leaf, ~rd2_err & ra_table))
+        # A push lands at ``hf_n``, one place lower if the head is popped: both cases are
+        # decoded without the pop, which selects between them last.
+        for i in range(4):
+            with m.If(hf_pop):
+                with m.If(hf_push & (hf_n == i + 1)):
+                    m.d.sync += hf[i].eq(hf_new)
+                with m.Elif(i < 3):
+                    m.d.sync += hf[i].eq(hf[min(i + 1, 3)])
+            with m.Elif(hf_push & (hf_n == i)):
+                m.d.sync += hf[i].eq(hf_new)
         with m.If(w_inval):
-            m.d.sync += [hf_n.eq(0), hf_head.eq(0)]
+            m.d.sync += hf_n.eq(0)
         with m.Else():
             m.d.sync += hf_n.eq(hf_n + hf_push - hf_pop)
-            with m.If(hf_pop):
-                m.d.sync += hf_head.eq(hf_head + 1)
 
         # ================================================================== lookahead
         # A stream of reads from ``lb_addr`` (at most three ahead of ``la``), registered,
@@ -1492,10 +1495,6 @@ class Scanner(wiring.Component):
                 s1_beat.eq(rfh.idx[lane_bits:9]),
                 s1_va.eq(e_va | Cat(Const(0, 12), rfh.idx[:9] & (511 & ~(lanes - 1)))),
             ]
-        with m.If(s1_sn_hit):
-            for i in range(lanes):
-                with m.If(sn_lane == i):
-                    m.d.sync += [s1_W[i].eq(sn.data), s1_sn[i].eq(1), s1_cok[i].eq(0)]
 
         # U1: an upper-level leaf taken by the walk, waiting for S1.
         u_st = Signal(sw_w)
@@ -1515,8 +1514,6 @@ class Scanner(wiring.Component):
                 u1_need.eq(u_a | (((tab_f[0].data ^ u_st) & d.engmask) != 0)),
                 u1_W.eq(Mux(sn_cur, sn.data, hd.e)), u1_sn.eq(sn_cur),
             ]
-        with m.If(u1_sn_hit):
-            m.d.sync += [u1_W.eq(sn.data), u1_sn.eq(1)]
 
         # ================================================================== parent update
         # Three compute steps (p_sub 0, 1, 2), then the act (p_sub 3); a change of the kept
@@ -1556,11 +1553,11 @@ class Scanner(wiring.Component):
         m.d.comb += [
             par_skip.eq(in_parent & ~cfg.lp_enable),
             par_act.eq(in_parent & cfg.lp_enable & (p_sub == 3) & ~p_dirty & ~snp_r
-                       & (~par.write | (wq_space & wmeta.w_rdy & run_space))
+                       & (~par.write | wr_room)
                        & cands.insert.ready),
             # A write to the parent waits while its update is being committed.
             # (From the offer's address only: ``ready`` never depends on ``valid``.)
-            sn_hold.eq((par_act & sn_at_parent) | (commit & s1_at) | (mv_up & u1_at)),
+            sn_hold.eq(((ds == _DS_PARENT) & (p_sub == 3) & sn_at_parent) | s1_at | u1_at),
         ]
         with m.If(in_parent & (p_sub != 0) & (p_dirty | snp_r)):
             m.d.sync += p_sub.eq(0)
@@ -1636,9 +1633,10 @@ class Scanner(wiring.Component):
         m.d.comb += b_fire.eq(axi.bvalid & axi.bready & hv & wm_out.has_write)
         # Same page as the last run: compared for both sources in parallel, then selected.
         run_same = Signal()
-        last_page = Signal(pw)
+        last_page = Signal(pw)               # run_page[run_last], kept
+        with m.If(wq_push):
+            m.d.sync += last_page.eq(wq_in.page)
         m.d.comb += [
-            last_page.eq(run_page[run_last]),
             run_same.eq((run_n != 0) & Mux(~s1_valid, last_page == cur_tbl,
                                             last_page == s1_page)),
         ]
@@ -1661,6 +1659,21 @@ class Scanner(wiring.Component):
         with m.If(head_empties):
             m.d.sync += run_head.eq(Mux(run_head == nrun - 1, 0, run_head + 1))
         m.d.sync += run_n.eq(run_n + (wq_push & ~run_same) - head_empties)
+        # The write queue's next occupancies count this cycle's transfers; the metadata's
+        # and the runs' do not count this cycle's releases (those come from the B channel
+        # through the metadata memory): a freed place is seen a cycle late.
+        wq_n_aw = Signal(2)
+        wq_n_w = Signal(2)
+        wm_upper = Signal(range(self._max_writes + 2))
+        run_upper = Signal(range(nrun + 2))
+        m.d.comb += [
+            wq_n_aw.eq(wq_tail + wq_push - wq_aw - aw_fire),
+            wq_n_w.eq(wq_tail + wq_push - wq_w - w_fire),
+            wm_upper.eq(wmeta.level + wmeta.w_en),
+            run_upper.eq(run_n + (wq_push & ~run_same)),
+        ]
+        m.d.sync += wr_room.eq((wq_n_aw < nwq) & (wq_n_w < nwq)
+                               & (wm_upper < self._max_writes) & (run_upper < nrun))
 
         # ================================================================== walk state
         lvl_nx = Signal(3)
@@ -1682,7 +1695,7 @@ class Scanner(wiring.Component):
                             ds.eq(_DS_LEAF), e_act.eq(1), e_page.eq(hd_child),
                             e_va.eq(cur_va), e_take.eq(0), e_take_p.eq(lanes), e_arr.eq(0),
                             e_narrow.eq(0),
-                            p_C.eq(Mux(sn_cur, sn.data, hd.e)), p_child.eq(hd_child),
+                            p_C.eq(hd.e), p_child.eq(hd_child),
                             t_acc.eq(0), t_present.eq(0), p_sub.eq(0),
                         ]
                         with m.If(adopt):
@@ -1801,7 +1814,7 @@ class Scanner(wiring.Component):
                     m.d.sync += [
                         phase.eq(_PH_RUN), init_tab.eq(0), tbl_root.eq(1),
                         ds.eq(_DS_UPPER), lvl.eq(4), cur_tbl.eq(root), pos.eq(0),
-                        w_iss.eq(0), w_arr.eq(0), w_rd.eq(0), hf_n.eq(0), hf_head.eq(0),
+                        w_iss.eq(0), w_arr.eq(0), w_rd.eq(0), hf_n.eq(0),
                         la.eq(1), lb_addr.eq(1), la_reset.eq(1), e_act.eq(0),
                         pf_st.eq(_PF_IDLE), w_armed.eq(0), e_armed.eq(0), pf_armed.eq(0),
                         u1_valid.eq(0), rf_n.eq(0), rf_head.eq(0), p_sub.eq(0),
