@@ -727,7 +727,7 @@ class Walker(wiring.Component):
             return a.valid & (inv_all | match)
 
         drops = Signal(len(ARRAYS))               # the slot looked up is to be dropped
-        sc_drops = Signal(len(ARRAYS))            # ... by a scan_clear, this cycle
+        m.d.sync += drops.eq(0)                   # (for one cycle: the states that decide set it)
 
         m.d.sync += spec_resp.eq(0)
 
@@ -1045,15 +1045,16 @@ class Walker(wiring.Component):
 
             # --- the scanner's A-bit clears: read, then compare, write and take the next --
             # (One nested-TLB slot each; the index register took the slot at acceptance, and
-            # takes the next one as the slot is written. The other command flags stay those
-            # of the scan_clear IDLE accepted, so a clear taken here needs only its address,
-            # host root and size. The write enable comes from the lookup registers through
-            # the compare: ``sc_drops``.)
+            # takes the next one with the decision, which is written while the next slot is
+            # read. The other command flags stay those of the scan_clear IDLE accepted, so a
+            # clear taken here needs only its address, host root and size. A read that
+            # misses the write before it sees the slot as it was: a second drop of a slot
+            # already dropped, or none, leaves what the commands in order would.)
             with m.State("SC_READ"):
                 m.next = "SC_CMP"
 
             with m.State("SC_CMP"):
-                m.d.comb += sc_drops.eq(Cat(drop(n) for n in range(len(ARRAYS))))
+                m.d.sync += drops.eq(Cat(drop(n) for n in range(len(ARRAYS))))
                 with m.If(self.inv.valid & (cmd.OP == INV["scan_clear"])):
                     m.d.comb += [self.inv.ready.eq(1), ht_gpa_next.eq(cmd.ADDR[:pa])]
                     m.d.sync += [
@@ -1190,8 +1191,16 @@ class Walker(wiring.Component):
             m.d.comb += fill_w.data.memtype.eq(memtype)
 
         # --- writes: fills, and drops by invalidation commands -----------------------------
-        # Write enables come from flip-flops (the fill record's select, the drop decisions),
-        # a scan_clear's from the lookup registers.
+        drop_index = []                           # the slot each array looked up last cycle
+        for n, a in enumerate(arrays):
+            r = None
+            if a is not None:
+                r = Signal.like(a.index, name=f"drop_index{n}")
+                m.d.sync += r.eq(a.index)
+            drop_index.append(r)
+        # Write enables come from flip-flops: the fill record's select, the drop decisions. A
+        # drop writes the slot it looked up (``drop_index``, taken with the decision: a
+        # scan_clear's next command may have moved the index register on).
         fill = fill_r.data
         for n, a in enumerate(arrays):
             if a is None:
@@ -1199,14 +1208,14 @@ class Walker(wiring.Component):
             key = r_va[12:] if a.guest else fill.key
             m.d.comb += [a.wr_key.eq(key), a.wr_hroot.eq(k_hroot), a.wr_frame.eq(fill.frame),
                          a.wr_rights.eq(fill.rights), a.wr_valid.eq(fill_pending),
-                         a.wr_index.eq(Mux(fill_pending, a.index_of(key), a.index))]
+                         a.wr_index.eq(Mux(fill_pending, a.index_of(key), drop_index[n]))]
             if a.guest:
                 m.d.comb += a.wr_cr3.eq(k_cr3)
             if a.kind in ("gtlb", "ntlb"):
                 m.d.comb += a.wr_dirty.eq(fill.dirty)
             if a.kind == "ntlb" and ept:
                 m.d.comb += a.wr_memtype.eq(fill.memtype)
-            m.d.comb += a.wr_en.eq((fill_pending & fill.select[n]) | drops[n] | sc_drops[n])
+            m.d.comb += a.wr_en.eq((fill_pending & fill.select[n]) | drops[n])
         return m
 
 
