@@ -12,6 +12,8 @@ each cleared leaf is a ``scan_clear`` command the walker must take, and the figu
 pass's entries per cycle (the scanner's bus limit is one).
 """
 
+from dataclasses import replace
+
 from .engine_scenario import ReplayConfig
 
 __all__ = ["engine_throughput"]
@@ -30,8 +32,7 @@ def engine_throughput(*, walks: int = 400, faults: int = 16, npages: int = 2048)
         alone, together = m[f"{unit}_alone"], m[f"{unit}_together"]
         out[unit] = {"alone_cycles": alone, "together_cycles": together,
                      "slowdown": together / alone}
-    hot = _run(sim, ReplayConfig(host=cfg.host, workload="uniform", npages=npages, passes=1,
-                                 max_walks=npages, faults=faults), "bench-all-accessed")
+    hot = _run(sim, replace(cfg, max_walks=npages), "bench-all-accessed")
     out["scan_all_accessed"] = {
         "cycles": hot["scan_alone"], "entries": hot["scan_entries_0"],
         "cleared": hot["scan_accessed_0"],

@@ -1339,8 +1339,9 @@ class Scanner(wiring.Component):
             with m.If(hf_pop):
                 with m.If(hf_push & (hf_n == i + 1)):
                     m.d.sync += hf[i].eq(hf_new)
-                with m.Elif(i < 3):
-                    m.d.sync += hf[i].eq(hf[min(i + 1, 3)])
+                if i < 3:
+                    with m.Else():
+                        m.d.sync += hf[i].eq(hf[i + 1])
             with m.Elif(hf_push & (hf_n == i)):
                 m.d.sync += hf[i].eq(hf_new)
         with m.If(w_inval):
@@ -1555,8 +1556,9 @@ class Scanner(wiring.Component):
             par_act.eq(in_parent & cfg.lp_enable & (p_sub == 3) & ~p_dirty & ~snp_r
                        & (~par.write | wr_room)
                        & cands.insert.ready),
-            # A write to the parent waits while its update is being committed.
-            # (From the offer's address only: ``ready`` never depends on ``valid``.)
+            # Writes wait for the words in S1 and U1, and for the parent while its update
+            # may be committed. (Registers and the offer's address only: ``ready`` never
+            # depends on ``valid``.)
             sn_hold.eq(((ds == _DS_PARENT) & (p_sub == 3) & sn_at_parent) | s1_at | u1_at),
         ]
         with m.If(in_parent & (p_sub != 0) & (p_dirty | snp_r)):

@@ -35,7 +35,8 @@ it is used, so no cycle holds more than one lookup or one decode:
 * an invalidation of one address takes six cycles from acceptance to the next acceptance,
   a sweep (``all``, ``root``) four per slot of the deepest array; the scanner's
   ``scan_clear`` commands, one nested-TLB slot each, follow each other every two cycles
-  (read; compare and write, with the next one accepted).
+  (read; compare, with the next one accepted; the drop is written as the next slot is
+  read).
 
 Atomic A/D (SPEC §2): the update phase's read and write of one entry must not be split by a
 write of another agent that the A/D write would undo. The write sets only the byte that
@@ -749,6 +750,16 @@ class Walker(wiring.Component):
         # --- the machine -------------------------------------------------------------------
         # After reset the machine starts by sweeping every cache array (inv_all resets to the
         # "all" command), so no slot filled before the reset survives it.
+        # What the command on offer loads for a single-slot drop: taken by IDLE for every
+        # command, and by SC_CMP for the scan_clear that follows the one it decides.
+        def scan_clear_regs():
+            return [
+                k_hroot_ok.eq(~root_bad(cmd.HROOT)),
+                key_ok.eq((cmd.ADDR & above) == 0),
+                inv_scan.eq(Cat(*((cmd.OP == INV["scan_clear"]) & (cmd.SIZE == lvl - 1)
+                                  for lvl in (1, 2, 3)))),
+            ]
+
         with m.FSM(init="INV") as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.busy.eq(events != 0)
@@ -763,11 +774,9 @@ class Walker(wiring.Component):
                     inv_gva.eq(cmd.OP == INV["gva"]), inv_gpa.eq(cmd.OP == INV["gpa"]),
                     inv_groot.eq((cmd.OP == INV["root"]) & (cmd.MATCH_CR3 | cmd.MATCH_HROOT)),
                     inv_hroot.eq((cmd.OP == INV["root"]) & cmd.MATCH_HROOT & ~cmd.MATCH_CR3),
-                    inv_scan.eq(Cat(*((cmd.OP == INV["scan_clear"]) & (cmd.SIZE == lvl - 1)
-                                      for lvl in (1, 2, 3)))),
+                    *scan_clear_regs(),
                     cr3_any.eq(~cmd.MATCH_CR3), hroot_any.eq(~cmd.MATCH_HROOT),
-                    k_cr3_ok.eq((cmd.CR3 & above) == 0), k_hroot_ok.eq(~root_bad(cmd.HROOT)),
-                    key_ok.eq((cmd.ADDR & above) == 0),
+                    k_cr3_ok.eq((cmd.CR3 & above) == 0),
                     r_write.eq(req.WRITE), r_fetch.eq(req.FETCH), r_user.eq(req.USER),
                     attempts.eq(0), any_ref.eq(0), ht_final.eq(1), pte_ok.eq(0),
                     upd_n.eq(0), upd_count.eq(0), fill_n.eq(0), upd_i.eq(0), upd_i1.eq(1),
@@ -1057,12 +1066,7 @@ class Walker(wiring.Component):
                 m.d.sync += drops.eq(Cat(drop(n) for n in range(len(ARRAYS))))
                 with m.If(self.inv.valid & (cmd.OP == INV["scan_clear"])):
                     m.d.comb += [self.inv.ready.eq(1), ht_gpa_next.eq(cmd.ADDR[:pa])]
-                    m.d.sync += [
-                        k_hroot.eq(root_tag(cmd.HROOT, host, pa)),
-                        k_hroot_ok.eq(~root_bad(cmd.HROOT)),
-                        key_ok.eq((cmd.ADDR & above) == 0),
-                        inv_scan.eq(Cat(*((cmd.SIZE == lvl - 1) for lvl in (1, 2, 3)))),
-                    ]
+                    m.d.sync += [k_hroot.eq(root_tag(cmd.HROOT, host, pa)), *scan_clear_regs()]
                     m.next = "SC_READ"
                 with m.Else():
                     to_idle()
@@ -1083,7 +1087,6 @@ class Walker(wiring.Component):
                 m.next = "INV_WRITE"
 
             with m.State("INV_WRITE"):              # (the index registers take the next slot)
-                m.d.sync += drops.eq(0)
                 with m.If(inv_sweep & ~sweep_end):
                     m.next = "INV"
                 with m.Else():
