@@ -89,7 +89,8 @@ class Agent:
 
     Each cycle, with probability ``rate``, it picks a word among the leaves and parents of
     the tables being read and proposes an action on it (:meth:`propose`); the harness shows
-    the new word on ``snoop`` and, when the transfer happens, calls :meth:`fired`, which
+    the address on ``snoop``, the cycle after the new word with ``valid`` (while ``ready``
+    is high), and, when the transfer happens, calls :meth:`fired`, which
     writes memory in that cycle. Actions: set A and/or D (the walker), and on 4 KiB leaves
     also unmap (write 0) or rewrite the engine-owned bits (another agent changing the level).
     Each applied action is recorded in :attr:`log` as ``(cycle, addr, action)`` with
@@ -110,14 +111,26 @@ class Agent:
         self.parents = {table >> 12: parent for table, parent in tree.leaf_tables}
         self.log = []
         self.pending = None
+        self.held = None                     # (addr, action) on offer since the cycle before
 
     def _pick(self, cycle, traffic):
         rng = self.rng
         roll = rng.random()
         reads = traffic.reads
-        if reads and roll < 0.35 and cycle - reads[-1][0] < 4:
-            # a word the scanner has just received: held, or about to be written back
-            words = [a for a in reads[-1][1] if a in self.level]
+        if roll < 0.35:
+            # a word the scanner has just received (held, or about to be written back) or
+            # is about to receive (the start of its last read burst): its write lands a
+            # cycle or more after it is offered
+            words = []
+            if reads and cycle - reads[-1][0] < 4:
+                got = reads[-1][1]
+                words += [a for a in got if a in self.level]
+                # the beat after it, arriving about now
+                words += [a + 8 * len(got) for a in got if a + 8 * len(got) in self.level]
+            if traffic.ar and cycle - traffic.ar[-1][0] < 8:
+                _, start, beats, size = traffic.ar[-1]
+                words += [a for a in range(start, start + min(beats, 2) * (1 << size), 8)
+                          if a in self.level]
             if words:
                 addr = rng.choice(words)
                 return addr, self.level[addr]
@@ -151,20 +164,40 @@ class Agent:
         return self.lay.SW.set(word, arg)
 
     def propose(self, cycle, mem, traffic, write_pending):
-        """The write to offer this cycle, ``(addr, new word, action)``, or None.
+        """The write to show on ``snoop`` this cycle, ``(addr, new word, action, ripe)``, or
+        None.
 
+        An address is offered for a cycle before its write may land (the scanner's ``ready``
+        answers for the address offered the cycle before): a new proposal is shown with
+        ``ripe`` false; the cycle after, the same address comes back ``ripe``, its word
+        recomputed from memory as it is then, and stays on offer until :meth:`fired` (or
+        until it no longer makes sense, or, now and then, the agent changes its mind).
         ``mem`` is the memory as it is now (``read`` and ``poisoned``), ``traffic`` what the
         scanner did so far this pass, ``write_pending(addr)`` whether a write of the scanner
         to that word has its address accepted and is not yet done (the agent leaves such a
         word alone, as the walker's compare-and-set would wait for it).
         """
+        held, self.held = self.held, None
+        if held is not None and self.rng.random() >= 0.05:
+            write = self._write(mem, write_pending, *held)
+            if write is not None:
+                self.held = held
+                return (*write, True)
         if self.rng.random() >= self.rate:
             return None
         addr, level = self._pick(cycle, traffic)
+        write = self._write(mem, write_pending, addr, self._action(level))
+        if write is None:
+            return None
+        self.held = write[0], write[2]
+        return (*write, False)
+
+    def _write(self, mem, write_pending, addr, action):
+        """``(addr, new word, action)`` as memory is now, or None if it changes nothing or
+        may not be made."""
         if addr in mem.poisoned or write_pending(addr):
             return None
         old = mem.read(addr)
-        action = self._action(level)
         if action[0] == "or" and not self.tree.pt.fmt.present(old):
             return None                      # the walker faults on an absent entry
         new = self.apply(action, old)
@@ -175,5 +208,6 @@ class Agent:
     def fired(self, cycle, mem):
         """The offered write (:attr:`pending`) happened in ``cycle``: perform it."""
         addr, new, action = self.pending
+        self.held = None
         mem.write(addr, new)
         self.log.append((cycle, addr, action))

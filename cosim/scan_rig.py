@@ -114,8 +114,9 @@ class AxiSlave:
         return (addr & ~7) in self.pending_words
 
     def _drive_agent(self, ctx, cycle):
-        """Offer the agent's next write on ``snoop``, valid only while ``ready`` is high (as
-        the engine's arbiter does)."""
+        """Offer the agent's next write on ``snoop``: valid once its address has been on
+        offer for a cycle, and only while ``ready`` is high (as the engine's arbiter
+        does)."""
         port = self.snoop
         agent = self.agent
         agent.pending = None
@@ -123,12 +124,12 @@ class AxiSlave:
         write = agent.propose(cycle, self.mem, self.traffic, self.write_pending)
         if write is None:
             return
-        addr, new, _ = write
+        addr, new, action, ripe = write
         ctx.set(port.payload, {"addr": addr, "data": new})
-        if not ctx.get(port.ready):
+        if not ripe or not ctx.get(port.ready):
             return
         ctx.set(port.valid, 1)
-        agent.pending = write
+        agent.pending = addr, new, action
 
     def gap(self):
         return self.gaps and self.rng.random() < self.gaps

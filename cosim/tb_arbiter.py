@@ -5,7 +5,7 @@ a region of its own (a walker-like 64-bit unit with single-word writes, a full-w
 with bursts, a 64-bit unit with bursts); every read is checked against a shadow memory and
 the final memory image against the shadow. Monitors check, every cycle, that a ``snoop``
 transfer is exactly a downstream write-address handshake of the snooped unit with its
-address and data, and that no other unit's write address is accepted while ``lock`` is high
+address and data, on offer since the cycle before, and that no other unit's write address is accepted while ``lock`` is high
 (unless the walker's own write waits for ``snoop.ready``).
 """
 
@@ -48,6 +48,7 @@ class TB:
         self.walker_writes = []
         self.errors = []
         self.lock_cycles = 0
+        self.offered = False                 # the walker's write was on offer, not taken
         cocotb.start_soon(self._monitor())
 
     async def _monitor(self):
@@ -59,6 +60,9 @@ class TB:
                 continue
             aw = dut.m_axi__awvalid.value == 1 and dut.m_axi__awready.value == 1
             addr = int(dut.m_axi__awaddr.value) if aw else None
+            offered, self.offered = self.offered, (
+                dut.walker__awvalid.value == 1 and dut.walker__wvalid.value == 1
+                and dut.walker__awready.value == 0)
             if dut.snoop__valid.value == 1 and dut.snoop__ready.value == 1:
                 payload = dut.snoop__payload.value.to_unsigned()
                 pa = len(dut.m_axi__awaddr)
@@ -66,6 +70,8 @@ class TB:
                 if not aw or addr != s_addr:
                     self.errors.append(f"snoop {s_addr:#x} without its write address "
                                        f"(AW {aw}, {addr})")
+                if not offered:
+                    self.errors.append(f"snoop {s_addr:#x} not on offer the cycle before")
                 if dut.walker__wdata.value.to_unsigned() != s_data:
                     self.errors.append(f"snoop data {s_data:#x} is not the walker's word")
                 self.snooped.append((s_addr, s_data))
@@ -73,9 +79,9 @@ class TB:
                 self.errors.append(f"walker write {addr:#x} accepted without a snoop")
             if dut.walker_lock.value == 1:
                 self.lock_cycles += 1
-                # (allowed while the walker's own write waits for snoop.ready)
-                waits = (dut.walker__awvalid.value == 1 and dut.walker__wvalid.value == 1
-                         and dut.snoop__ready.value == 0)
+                # (allowed while the walker's own write, on offer since the cycle before,
+                # waits for snoop.ready)
+                waits = offered and dut.snoop__ready.value == 0
                 if aw and addr >= REGION and not waits:
                     self.errors.append(f"write {addr:#x} of another unit during lock")
 

@@ -241,8 +241,12 @@ async def replay(dut):
     for index, walks in enumerate(sc.passes):
         for page, write in walks:
             tb.walks.send(sc.walk(page, write))
+        waited, limit = 0, 200 * len(walks) + 10_000
         while tb.walks.pending:
+            assert waited < limit, f"[seed {tb.seed}] pass {index}: walks not accepted " \
+                                   f"within {limit} cycles ({tb.walks.pending} left)"
             await ClockCycles(dut.clk, 256)
+            waited += 256
             tb.progress("walks", done + len(walks) - tb.walks.pending, total)
             tb.check()
         await tb.drain_walks(200 * len(walks) + 10_000)
@@ -293,8 +297,11 @@ async def replay(dut):
         tb.poke(hpa, event.new)
         drops_want += [(d.asid, d.table_gpa, d.reason) for d in sc.engine.pte_write(event)]
         tb.ptes.send(event)
+        waited = 0
         while tb.ptes.pending:
+            assert waited < 100_000, f"[seed {tb.seed}] PTE write {k} not accepted"
             await ClockCycles(dut.clk, 4)
+            waited += 4
             if dut.irq.value == 1:
                 await pop_drops()
         if k % 256 == 0:

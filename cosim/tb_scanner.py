@@ -125,8 +125,9 @@ class BusMonitor:
 
 
 class SnoopDriver:
-    """Drives ``snoop`` from an :class:`Agent`: offers a write only while ``ready`` is high
-    and performs it in memory in the cycle of the transfer."""
+    """Drives ``snoop`` from an :class:`Agent`: shows a write's address a cycle before it
+    may land, makes it valid only while ``ready`` is high, and performs it in memory in the
+    cycle of the transfer."""
 
     def __init__(self, dut, ticker: Ticker, monitor: BusMonitor, mem: WordView,
                  pa_bits: int):
@@ -148,11 +149,13 @@ class SnoopDriver:
         agent.pending = None
         write = agent.propose(self.ticker.cycle, self.mem, self.monitor.traffic,
                               self.monitor.write_pending)
-        valid = write is not None and self.dut.snoop__ready.value == 1
-        if valid:
-            addr, new, _ = write
+        valid = False
+        if write is not None:
+            addr, new, action, ripe = write
             self.dut.snoop__payload.value = self.codec.pack(addr=addr, data=new)
-            agent.pending = write
+            valid = ripe and self.dut.snoop__ready.value == 1
+            if valid:
+                agent.pending = addr, new, action
         if valid != self._valid:
             self.dut.snoop__valid.value = int(valid)
             self._valid = valid

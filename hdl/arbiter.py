@@ -26,10 +26,11 @@ Atomicity (see the contract in :mod:`hdl.scanner`):
   the same word is queued and must land first (otherwise neither would ever go). The walker
   writes only the byte holding A and D, so such an earlier write keeps its other bits.
 * ``snooped`` units (the walker) make single-beat writes of whole 64-bit words with ``AW``
-  and ``W`` offered together. Their write is granted only with ``snoop.ready`` high and
-  once the unit's previous write has passed its data, and
-  ``snoop`` carries ``{addr, data}`` in exactly the cycle the write's address is accepted
-  downstream (``snoop.valid`` is that handshake).
+  and ``W`` offered together. ``snoop`` always shows the unit's offer as ``{addr, data}``;
+  the write is granted only after a cycle on offer (``snoop.ready`` answers for the address
+  offered the cycle before), with ``snoop.ready`` high and once the unit's previous write
+  has passed its data, and ``snoop.valid`` is high in exactly the cycle the write's address
+  is accepted downstream.
 
 The memory must return, for every read whose address is accepted after a write's address,
 data that includes the write (read-after-write ordering by address, which memory
@@ -228,6 +229,14 @@ class AxiArbiter(wiring.Component):
         aw_fire = Signal()
         aw_can = [Signal(name=f"aw_can_{u.name}") for u in units]
         aw_win = [Signal(name=f"aw_win_{u.name}") for u in units]
+        # ``snoop.ready`` answers for the address offered the cycle before: the snooped
+        # unit's write may be granted only once it has been on offer for a cycle (AXI
+        # holds an offered address until it is taken).
+        offered = {}
+        for i, (u, port) in enumerate(zip(units, ports)):
+            if u.snooped:
+                offered[i] = Signal(name=f"offered_{u.name}")
+                m.d.sync += offered[i].eq(port.awvalid & port.wvalid & ~port.awready)
         # A lock holder whose write waits for ``snoop.ready`` waits for a write another
         # unit has queued to the same word: that write goes first (else neither would).
         held = []
@@ -235,7 +244,7 @@ class AxiArbiter(wiring.Component):
             if locks[j] is not None:
                 lk = locks[j]
                 if u.snooped:
-                    lk = lk & ~(port.awvalid & port.wvalid & ~snoop.ready)
+                    lk = lk & ~(offered[j] & ~snoop.ready)
                 held.append((j, lk))
         for i, (u, port) in enumerate(zip(units, ports)):
             ok = port.awvalid
@@ -250,7 +259,7 @@ class AxiArbiter(wiring.Component):
                     m.d.sync += owed.eq(1)
                 with m.Elif(port.wvalid & port.wready & port.wlast):
                     m.d.sync += owed.eq(0)
-                ok = ok & port.wvalid & snoop.ready & ~owed
+                ok = ok & port.wvalid & offered[i] & snoop.ready & ~owed
             m.d.comb += aw_can[i].eq(ok)
         taken = Const(0)
         for i in range(n):

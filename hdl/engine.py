@@ -312,7 +312,10 @@ class Engine(wiring.Component):
             m.d.sync += owed.eq(owed + 1)
         with m.Elif(b & ~aw):
             m.d.sync += owed.eq(owed - 1)
-        walker_waits = wk.m_axi.awvalid & wk.m_axi.wvalid & ~sc.snoop.ready
+        # (``snoop.ready`` answers for the write on offer since the cycle before.)
+        offered = Signal()
+        m.d.sync += offered.eq(wk.m_axi.awvalid & wk.m_axi.wvalid & ~wk.m_axi.awready)
+        walker_waits = offered & ~sc.snoop.ready
         allow = Signal()
         m.d.comb += [
             allow.eq((q.level + owed < q.depth) | walker_waits),

@@ -59,12 +59,16 @@ the engine's memory port must guarantee:
 * a write of another agent is accepted by the memory port in exactly the cycle its snoop
   transfer happens (``snoop.valid & snoop.ready``), and it is visible to every read the
   scanner issues (``AR`` accepted) after that cycle;
+* a write is offered on ``snoop`` (its address on ``snoop.payload.addr``, ``valid`` low) at
+  least one cycle before it may land, and ``snoop.valid`` rises only while the address
+  offered is the one offered the cycle before: ``snoop.ready`` is a register that answers
+  for that address (``data`` may change, it is only used as the write lands);
 * the arbiter keeps accepting the scanner's ``AW``/``W``/``AR`` while another agent's write
   waits for ``snoop.ready`` (``snoop.ready`` is low only while a write of the scanner to
   the same word waits in its write queue for its address to be accepted, while the word
-  is in the step stage (S1) or waits for it (U1), and while a kept level-2 parent's update
-  may be committed; it depends on registers and the offered address only, never on
-  ``snoop.valid``);
+  is in the step stage (S1) or waits for it (U1), or may enter either in the cycle the
+  answer is for (the head beat of a leaf table, the entry the walk is at), and while a
+  kept level-2 parent's update may be committed; it never depends on ``snoop.valid``);
 * writes are performed in the order their write addresses are accepted (one ID, or an
   arbiter that keeps the order), and a read-modify-write of another agent is not split by
   a scanner write to the same word — or, as the walker does, writes only the bits it sets
@@ -876,18 +880,21 @@ class Scanner(wiring.Component):
                       & wq[i].strb.bit_select(sn_lane, 1)):
                 m.d.comb += sn_block.eq(1)
         # Not ready either for the words in S1 and U1, nor for the kept parent while its
-        # update may be committed: those writes land after the scanner's. (From registers
-        # and the offered address only, so that the arbiter's grant, which waits for
-        # ``ready``, stays shallow.)
-        # ``sn_any``: a write is offered. A word that the unit holds read and unwritten
-        # elsewhere (beat queue, the window ahead) never has a queued write, so for those
-        # words an offer is a landing; those paths use ``sn_any`` and never wait for
-        # ``ready``.
+        # update may be committed: those writes land after the scanner's.
+        # ``ready`` is a register: it answers, for the address offered in the cycle before,
+        # whether a write to it may land now (see ``sn_next`` below), so that the arbiter's
+        # grant, which waits for ``ready``, starts from a flip-flop.
+        # ``sn_any``: a write lands. A word that the unit holds read and unwritten elsewhere
+        # (beat queue, the window ahead) never has a queued write, so for those words every
+        # write lands at once; those paths use ``sn_any``.
         sn_hold = Signal()                   # the offer is to a word held in S1, U1, parent
+        sn_next = Signal()                   # ... or to a word that may enter S1 or U1 now
+        sn_ready = Signal()
         par_act = Signal()                   # the parent update is committed this cycle
         sn_any = Signal()
+        m.d.sync += sn_ready.eq(~sn_block & ~sn_hold & ~sn_next)
         m.d.comb += [
-            self.snoop.ready.eq(~sn_block & ~sn_hold),
+            self.snoop.ready.eq(sn_ready),
             sn_any.eq(self.snoop.valid),
         ]
 
@@ -1107,7 +1114,7 @@ class Scanner(wiring.Component):
         sn_parent = Signal()                 # ... and it lands now
         m.d.comb += [
             sn_at_parent.eq(sn.addr[3:pa] == p_addr[3:]),
-            sn_parent.eq(self.snoop.valid & ~sn_block & ~sn_hold & e_act & sn_at_parent),
+            sn_parent.eq(sn_any & e_act & sn_at_parent),
         ]
         # A landed write to the parent is applied to the kept value a cycle later; until then
         # (``snp_r``) the update neither proceeds nor commits. That includes a write landing
@@ -1560,6 +1567,16 @@ class Scanner(wiring.Component):
             # may be committed. (Registers and the offer's address only: ``ready`` never
             # depends on ``valid``.)
             sn_hold.eq(((ds == _DS_PARENT) & (p_sub == 3) & sn_at_parent) | s1_at | u1_at),
+            # ``ready`` is computed a cycle ahead, so it also waits for whatever may join the
+            # held words in that cycle: the head beat (entering S1), the entry the walk
+            # takes (entering U1), the parent one step before its act. A queued write comes
+            # from S1 or from the parent's act, both already held.
+            # (Only while a pass runs: the walk's registers keep their last values after it.)
+            sn_next.eq((phase == _PH_RUN)
+                       & (((rf_n != 0) & e_act & (sn_page == e_page)
+                           & (sn_beat == rfh.idx[lane_bits:9]))
+                          | ((ds == _DS_UPPER) & (sn_page == cur_tbl) & (sn_idx == pos[:9]))
+                          | ((ds == _DS_PARENT) & p_sub[1] & sn_at_parent))),
         ]
         with m.If(in_parent & (p_sub != 0) & (p_dirty | snp_r)):
             m.d.sync += p_sub.eq(0)
