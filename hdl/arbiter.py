@@ -230,13 +230,19 @@ class AxiArbiter(wiring.Component):
         aw_can = [Signal(name=f"aw_can_{u.name}") for u in units]
         aw_win = [Signal(name=f"aw_win_{u.name}") for u in units]
         # ``snoop.ready`` answers for the address offered the cycle before: the snooped
-        # unit's write may be granted only once it has been on offer for a cycle (AXI
-        # holds an offered address until it is taken).
+        # unit's write may be granted only once it has been on offer for a cycle, with no
+        # earlier write of the unit still owing its W beat (so the data offered is this
+        # write's). AXI holds an offered address and data until they are taken, so the
+        # grant needs only this register, ``snoop.ready`` (a register too) and the room
+        # downstream: nothing of the unit's combinational logic.
         offered = {}
+        owed = {}
         for i, (u, port) in enumerate(zip(units, ports)):
             if u.snooped:
                 offered[i] = Signal(name=f"offered_{u.name}")
-                m.d.sync += offered[i].eq(port.awvalid & port.wvalid & ~port.awready)
+                owed[i] = Signal(name=f"w_owed_{u.name}")
+                m.d.sync += offered[i].eq(port.awvalid & port.wvalid & ~port.awready
+                                          & ~owed[i])
         # A lock holder whose write waits for ``snoop.ready`` waits for a write another
         # unit has queued to the same word: that write goes first (else neither would).
         held = []
@@ -247,19 +253,15 @@ class AxiArbiter(wiring.Component):
                     lk = lk & ~(offered[j] & ~snoop.ready)
                 held.append((j, lk))
         for i, (u, port) in enumerate(zip(units, ports)):
-            ok = port.awvalid
+            ok = offered[i] & snoop.ready if u.snooped else port.awvalid
             for j, lk in held:
                 if j != i:
                     ok = ok & ~lk
             if u.snooped:
-                # The data offered must be this write's: no earlier write of the unit may
-                # still owe its W beat.
-                owed = Signal(name=f"w_owed_{u.name}")
                 with m.If(aw_fire & aw_win[i]):
-                    m.d.sync += owed.eq(1)
+                    m.d.sync += owed[i].eq(1)
                 with m.Elif(port.wvalid & port.wready & port.wlast):
-                    m.d.sync += owed.eq(0)
-                ok = ok & port.wvalid & offered[i] & snoop.ready & ~owed
+                    m.d.sync += owed[i].eq(0)
             m.d.comb += aw_can[i].eq(ok)
         taken = Const(0)
         for i in range(n):
