@@ -78,19 +78,28 @@ the engine's memory port must guarantee:
 With that, the scanner implements :meth:`model.scanner.Scanner.iter_pass`'s compare-and-set
 for every entry it has read and not yet written back:
 
-* a snooped write to an entry whose read is in flight (issued, data not yet taken into the
-  step stage) makes the scanner drop the data and read the rest of that leaf table again,
-  so the entry is read after the other agent's write (an upper-level entry not yet walked
-  is read again the same way);
-* a snooped write to an entry already taken and not yet written back (in the queue of
-  arrived beats, or landing as the entry moves into the step stage or is taken by the
-  walk) replaces its current value: the A bit as first read still decides the step, the
+* a snooped write to a leaf-table entry read and not yet taken into the step stage (its
+  read in flight, or its beat in the queue of arrived beats) makes the scanner drop the
+  data and read the rest of that leaf table again, so the entry is read after the other
+  agent's write; a write to an upper-level entry not yet walked drops the window, which is
+  read again the same way;
+* a snooped write landing as its entry moves into the step stage or is taken by the walk
+  replaces the entry's current value: the A bit as first read still decides the step, the
   new value is recomputed from the snooped word (A cleared only if it was read set, D never
   touched), and the update is dropped if the word is no longer a present, well-formed leaf
-  (``retries`` counts these changed words, as the model's compare-and-set does);
+  (``retries`` counts these changed words, as the model's compare-and-set does). Since
+  ``ready`` answers a cycle ahead and waits for the head beat and the walk's entry, this
+  happens only to an entry that became one of them in that cycle;
 * a write to an entry in the step stage (S1, U1) waits (``snoop.ready`` low) until the
   entry's write-back has its address accepted;
 * a snooped write to a kept level-2 parent replaces the kept value (rule 5).
+
+Progress: every dropped window or restarted leaf table is read again, so each snooped write
+costs at most one memory round trip. The engine's walker writes an entry only to set its A
+or D bit, and nothing in the engine clears either ahead of the walk (the scanner clears A
+as the walk takes the entry), so it writes each entry ahead of the walk at most twice per
+pass and every pass ends. An agent that kept rewriting upper-level entries just ahead of the
+walk, faster than the window can be read again, would keep the pass from ending.
 
 An agent outside the engine that writes the tables (software, another device) gets none of
 this: it must stop the scanner (or not write entries the scanner owns bits of) while it
