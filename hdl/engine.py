@@ -292,7 +292,8 @@ class Engine(wiring.Component):
     def _scanner_port(self, m, wk, sc, arb):
         """The scanner's AXI port onto the arbiter, with one gate: a write address goes only
         while the cleared-report queue has room for the report of every scanner write not
-        yet answered, this one included, so a report never finds the queue full and the
+        yet answered, this one included, and one more (the room is a register, a cycle
+        old), so a report never finds the queue full and the
         scanner never holds a write response. The gate opens anyway while the walker's
         A/D write waits for ``snoop.ready`` (it waits for a write the scanner has queued to
         the same word, which must go first); only then can the queue overflow."""
@@ -316,9 +317,14 @@ class Engine(wiring.Component):
         offered = Signal()
         m.d.sync += offered.eq(wk.m_axi.awvalid & wk.m_axi.wvalid & ~wk.m_axi.awready)
         walker_waits = offered & ~sc.snoop.ready
+        # The room is a register, computed a cycle early with one slot to spare: queued
+        # reports plus writes owed grow by at most one a cycle (an accepted write address;
+        # a write's answer moves it from owed to the queue).
+        room = Signal()
+        m.d.sync += room.eq(q.level + owed + 1 < q.depth)
         allow = Signal()
         m.d.comb += [
-            allow.eq((q.level + owed < q.depth) | walker_waits),
+            allow.eq(room | walker_waits),
             dst.awvalid.eq(src.awvalid & allow),
             src.awready.eq(dst.awready & allow),
         ]
