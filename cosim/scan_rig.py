@@ -45,6 +45,7 @@ class AxiSlave:
         self.mem, self.axi, self.lanes = mem, axi, lanes
         self.snoop = snoop
         self.agent = None
+        self.eager = False               # raise snoop.valid on a ripe offer without ready
         self.cleared_port, self.cleared_gaps = cleared, cleared_gaps
         self.cleared = []                # (base, size) of every reported leaf
         self._driven = {}
@@ -115,8 +116,9 @@ class AxiSlave:
 
     def _drive_agent(self, ctx, cycle):
         """Offer the agent's next write on ``snoop``: valid once its address has been on
-        offer for a cycle, and only while ``ready`` is high (as the engine's arbiter
-        does)."""
+        offer for a cycle, and only while ``ready`` is high (as the engine's arbiter does)
+        or, ``eager``, whether or not ``ready`` is high (as a stream source may: the write
+        lands with ``valid & ready``)."""
         port = self.snoop
         agent = self.agent
         agent.pending = None
@@ -126,10 +128,13 @@ class AxiSlave:
             return
         addr, new, action, ripe = write
         ctx.set(port.payload, {"addr": addr, "data": new})
-        if not ripe or not ctx.get(port.ready):
+        if not ripe:
             return
-        ctx.set(port.valid, 1)
-        agent.pending = addr, new, action
+        ready = ctx.get(port.ready)
+        if ready or self.eager:
+            ctx.set(port.valid, 1)
+        if ready:
+            agent.pending = addr, new, action
 
     def gap(self):
         return self.gaps and self.rng.random() < self.gaps
@@ -325,13 +330,15 @@ def run_against_model(tree, cfg, *, seed, passes=2, first=0, data_width=64, late
 
 
 def run_with_agent(tree, cfg, *, seed, data_width=64, latency=1, gaps=0.0, rate=0.05,
-                   generic=True, passes=1, **params):
+                   generic=True, passes=1, eager=False, **params):
     """Passes with the agent on the RTL; each against ``iter_pass`` replayed with the
-    interleaving the RTL saw. Returns the per-pass (hw, model stats, kinds, agent log)."""
+    interleaving the RTL saw (``eager``: the agent's ``valid`` does not wait for ``ready``).
+    Returns the per-pass (hw, model stats, kinds, agent log)."""
     rig = Rig(tree.mem, data_width=data_width, latency=latency, gaps=gaps, seed=seed,
               **params)
     agent = Agent(tree, seed, rate=rate, generic=generic)
     rig.slave.agent = agent
+    rig.slave.eager = eager
     out = []
 
     async def bench(ctx):

@@ -22,8 +22,9 @@ Atomicity (see the contract in :mod:`hdl.scanner`):
 
 * ``lock`` units (the walker) raise their ``lock`` input from the read of a read-modify-write
   to its write response; meanwhile no other unit's write address is granted — except while
-  the lock holder's write waits for ``snoop.ready``, which means another unit's write to
-  the same word is queued and must land first (otherwise neither would ever go). The walker
+  the lock holder's write waits for ``snoop.ready``, which means another unit holds the
+  word or has queued a write of it, and that write may have to land first (otherwise
+  neither would ever go). The walker
   writes only the byte holding A and D, so such an earlier write keeps its other bits.
 * ``snooped`` units (the walker) make single-beat writes of whole 64-bit words with ``AW``
   and ``W`` offered together. ``snoop`` always shows the unit's offer as ``{addr, data}``;

@@ -8,8 +8,9 @@ The hardware twin of :class:`model.engine.Engine`. Inside:
   command per leaf whose A bit the scanner cleared (host root ``SCAN_HROOT``; these go
   first, from a queue of ``clear_depth`` reports; a scanner write goes only when the
   queue has room for its report, so the scanner never holds a write response for the
-  walker; only when the walker's own write waits for one of the scanner's can the queue
-  overflow, and then one ``root`` command for ``SCAN_HROOT`` replaces the lost reports:
+  walker; only while the walker's own write waits for ``snoop.ready`` (for a word the
+  scanner holds or has queued a write of) does a scanner write go regardless, and the
+  queue can overflow, and then one ``root`` command for ``SCAN_HROOT`` replaces the lost reports:
   the walker forgets more, never less); every successful walk of the guest dimension is reported to the exit detector
   (an access event, address space = the request's CR3), as the model's engine does.
 * :class:`~hdl.scanner.Scanner` — passes started by ``SCAN_CMD.START`` or, with
@@ -295,8 +296,10 @@ class Engine(wiring.Component):
         yet answered, this one included, and one more (the room is a register, a cycle
         old), so a report never finds the queue full and the
         scanner never holds a write response. The gate opens anyway while the walker's
-        A/D write waits for ``snoop.ready`` (it waits for a write the scanner has queued to
-        the same word, which must go first); only then can the queue overflow."""
+        A/D write waits for ``snoop.ready``: it waits for a word the scanner holds or has
+        queued a write of, and the scanner may need that write to go first (a word in the
+        step stage leaves only through the write queue); only then can the queue
+        overflow."""
         src, dst = sc.m_axi, arb.scanner
         for name, member in src.signature.members.items():
             if name in ("awvalid", "awready"):

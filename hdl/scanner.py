@@ -96,9 +96,9 @@ for every entry it has read and not yet written back:
 
 Progress: every dropped window or restarted leaf table is read again, so each snooped write
 costs at most one memory round trip. The engine's walker writes an entry only to set its A
-or D bit, and nothing in the engine clears either ahead of the walk (the scanner clears A
-as the walk takes the entry), so it writes each entry ahead of the walk at most twice per
-pass and every pass ends. An agent that kept rewriting upper-level entries just ahead of the
+or D bit, and only the scanner clears A — as its walk takes the entry, or ahead of the walk
+where a leaf table aliases the upper table being walked, once per aliasing leaf — so the
+walker's writes ahead of the walk are bounded in every pass and every pass ends. An agent that kept rewriting upper-level entries just ahead of the
 walk, faster than the window can be read again, would keep the pass from ending.
 
 An agent outside the engine that writes the tables (software, another device) gets none of
@@ -893,9 +893,9 @@ class Scanner(wiring.Component):
         # ``ready`` is a register: it answers, for the address offered in the cycle before,
         # whether a write to it may land now (see ``sn_next`` below), so that the arbiter's
         # grant, which waits for ``ready``, starts from a flip-flop.
-        # ``sn_any``: a write lands. A word that the unit holds read and unwritten elsewhere
-        # (beat queue, the window ahead) never has a queued write, so for those words every
-        # write lands at once; those paths use ``sn_any``.
+        # ``sn_any``: a write lands (``valid & ready``). ``ready`` low holds back only the
+        # words listed above; every other word the unit holds read and unwritten (beat
+        # queue, the window ahead) takes the write as it lands, through ``sn_any``.
         sn_hold = Signal()                   # the offer is to a word held in S1, U1, parent
         sn_next = Signal()                   # ... or to a word that may enter S1 or U1 now
         sn_ready = Signal()
@@ -904,7 +904,7 @@ class Scanner(wiring.Component):
         m.d.sync += sn_ready.eq(~sn_block & ~sn_hold & ~sn_next)
         m.d.comb += [
             self.snoop.ready.eq(sn_ready),
-            sn_any.eq(self.snoop.valid),
+            sn_any.eq(self.snoop.valid & sn_ready),
         ]
 
         # ================================================================== R channel

@@ -95,6 +95,18 @@ def test_long_period_and_warmup():
     assert results[1][0]["long_histogram"] != results[0][0]["long_histogram"]
 
 
+def test_snoop_lands_only_with_ready():
+    """A source that keeps ``snoop.valid`` high while ``ready`` is low (legal for a stream):
+    the write lands only with ``ready``, and the scanner acts on it only then."""
+    tree = random_tree(326, "ia32e", 46, dense=True, leaf_tables=2)
+    cfg = ScanConfig(fmt=tree.fmt, report_cleared=True, large_page=LargePageConfig(
+        warmup=0, threshold=0, top_k=8, max_nonpresent=512))
+    (hw, ref, kinds, log, traffic), = run_with_agent(
+        tree, cfg, seed=326, data_width=256, latency=5, gaps=0.3, rate=0.3, eager=True,
+        pa_bits=46)
+    assert log and hw["entries_read"] == ref.entries_read
+
+
 @pytest.mark.parametrize("width,seed,tables", [(64, 41, 2), (128, 41, 1)])
 def test_snoop_interleavings(width, seed, tables):
     """Another agent writes leaves and parents while the scanner reads them: before its
