@@ -5,8 +5,9 @@ a region of its own (a walker-like 64-bit unit with single-word writes, a full-w
 with bursts, a 64-bit unit with bursts); every read is checked against a shadow memory and
 the final memory image against the shadow. Monitors check, every cycle, that a ``snoop``
 transfer is exactly a downstream write-address handshake of the snooped unit with its
-address and data, on offer since the cycle before, and that no other unit's write address is accepted while ``lock`` is high
-(unless the walker's own write waits for ``snoop.ready``).
+address and data, on offer since the cycle before, and that no other unit's write address
+is accepted while ``lock`` is high (unless the walker's own write waits for
+``snoop.ready``).
 """
 
 import random

@@ -22,10 +22,10 @@ Atomicity (see the contract in :mod:`hdl.scanner`):
 
 * ``lock`` units (the walker) raise their ``lock`` input from the read of a read-modify-write
   to its write response; meanwhile no other unit's write address is granted — except while
-  the lock holder's write waits for ``snoop.ready``, which means another unit holds the
-  word or has queued a write of it, and that write may have to land first (otherwise
-  neither would ever go). The walker
-  writes only the byte holding A and D, so such an earlier write keeps its other bits.
+  the lock holder's write waits for ``snoop.ready`` (``snoop_waits``), which means another
+  unit holds the word or has queued a write of it, and that write may have to land first
+  (otherwise neither would ever go). The walker writes only the byte holding A and D, so
+  such an earlier write keeps its other bits.
 * ``snooped`` units (the walker) make single-beat writes of whole 64-bit words with ``AW``
   and ``W`` offered together. ``snoop`` always shows the unit's offer as ``{addr, data}``;
   the write is granted only after a cycle on offer (``snoop.ready`` answers for the address
@@ -92,6 +92,9 @@ class AxiArbiter(wiring.Component):
         For ``lock`` units.
     snoop : ``Out(stream.Signature(snoop_layout(addr_width)))``
         Present when a unit is ``snooped``.
+    snoop_waits : ``Out(1)``
+        Present with ``snoop``: the snooped unit's write has been on offer since the cycle
+        before and waits for ``snoop.ready``.
     m_axi : ``Out(axi4_signature(params))``
     """
 
@@ -133,6 +136,7 @@ class AxiArbiter(wiring.Component):
                 members[f"{u.name}_lock"] = In(1)
         if any(u.snooped for u in units):
             members["snoop"] = Out(stream.Signature(snoop_layout(params.addr_width)))
+            members["snoop_waits"] = Out(1)
         members["m_axi"] = Out(axi4_signature(params))
         super().__init__(members)
 
@@ -244,14 +248,17 @@ class AxiArbiter(wiring.Component):
                 owed[i] = Signal(name=f"w_owed_{u.name}")
                 m.d.sync += offered[i].eq(port.awvalid & port.wvalid & ~port.awready
                                           & ~owed[i])
-        # A lock holder whose write waits for ``snoop.ready`` waits for a write another
-        # unit has queued to the same word: that write goes first (else neither would).
+        for i in offered:
+            m.d.comb += self.snoop_waits.eq(offered[i] & ~snoop.ready)
+        # A lock holder whose write waits for ``snoop.ready`` waits for a word another unit
+        # holds or has queued a write of: that write may have to go first (else neither
+        # would).
         held = []
         for j, (u, port) in enumerate(zip(units, ports)):
             if locks[j] is not None:
                 lk = locks[j]
                 if u.snooped:
-                    lk = lk & ~(offered[j] & ~snoop.ready)
+                    lk = lk & ~self.snoop_waits
                 held.append((j, lk))
         for i, (u, port) in enumerate(zip(units, ports)):
             ok = offered[i] & snoop.ready if u.snooped else port.awvalid

@@ -10,9 +10,10 @@ The hardware twin of :class:`model.engine.Engine`. Inside:
   queue has room for its report, so the scanner never holds a write response for the
   walker; only while the walker's own write waits for ``snoop.ready`` (for a word the
   scanner holds or has queued a write of) does a scanner write go regardless, and the
-  queue can overflow, and then one ``root`` command for ``SCAN_HROOT`` replaces the lost reports:
-  the walker forgets more, never less); every successful walk of the guest dimension is reported to the exit detector
-  (an access event, address space = the request's CR3), as the model's engine does.
+  queue can overflow, and then one ``root`` command for ``SCAN_HROOT`` replaces the lost
+  reports: the walker forgets more, never less); every successful walk of the guest
+  dimension is reported to the exit detector (an access event, address space = the
+  request's CR3), as the model's engine does.
 * :class:`~hdl.scanner.Scanner` — passes started by ``SCAN_CMD.START`` or, with
   ``SCAN_CTRL.ENABLE``, whenever the interval controller says one is due; configuration from
   ``SCAN_CONFIG``, ``SCAN_LONG``, ``LP_*``; statistics, histograms and candidates read
@@ -181,7 +182,7 @@ class Engine(wiring.Component):
         ]
 
         self._walker_side(m, wk, sc, ex, rg, cause)
-        self._scanner_port(m, wk, sc, arb)
+        self._scanner_port(m, sc, arb)
         self._scanner_side(m, sc, iv, rg, cause)
         self._prefetch_side(m, pf, wk, arb, rg)
         self._exit_side(m, ex, rg, cause)
@@ -290,12 +291,12 @@ class Engine(wiring.Component):
 
     # --- the scanner's memory port: writes wait for room for their cleared reports -----------
 
-    def _scanner_port(self, m, wk, sc, arb):
+    def _scanner_port(self, m, sc, arb):
         """The scanner's AXI port onto the arbiter, with one gate: a write address goes only
         while the cleared-report queue has room for the report of every scanner write not
         yet answered, this one included, and one more (the room is a register, a cycle
-        old), so a report never finds the queue full and the
-        scanner never holds a write response. The gate opens anyway while the walker's
+        old), so a report never finds the queue full and the scanner never holds a write
+        response. The gate opens anyway while the walker's
         A/D write waits for ``snoop.ready``: it waits for a word the scanner holds or has
         queued a write of, and the scanner may need that write to go first (a word in the
         step stage leaves only through the write queue); only then can the queue
@@ -316,10 +317,6 @@ class Engine(wiring.Component):
             m.d.sync += owed.eq(owed + 1)
         with m.Elif(b & ~aw):
             m.d.sync += owed.eq(owed - 1)
-        # (``snoop.ready`` answers for the write on offer since the cycle before.)
-        offered = Signal()
-        m.d.sync += offered.eq(wk.m_axi.awvalid & wk.m_axi.wvalid & ~wk.m_axi.awready)
-        walker_waits = offered & ~sc.snoop.ready
         # The room is a register, computed a cycle early with one slot to spare: queued
         # reports plus writes owed grow by at most one a cycle (an accepted write address;
         # a write's answer moves it from owed to the queue).
@@ -327,7 +324,7 @@ class Engine(wiring.Component):
         m.d.sync += room.eq(q.level + owed + 1 < q.depth)
         allow = Signal()
         m.d.comb += [
-            allow.eq(room | walker_waits),
+            allow.eq(room | arb.snoop_waits),
             dst.awvalid.eq(src.awvalid & allow),
             src.awready.eq(dst.awready & allow),
         ]

@@ -98,8 +98,9 @@ Progress: every dropped window or restarted leaf table is read again, so each sn
 costs at most one memory round trip. The engine's walker writes an entry only to set its A
 or D bit, and only the scanner clears A — as its walk takes the entry, or ahead of the walk
 where a leaf table aliases the upper table being walked, once per aliasing leaf — so the
-walker's writes ahead of the walk are bounded in every pass and every pass ends. An agent that kept rewriting upper-level entries just ahead of the
-walk, faster than the window can be read again, would keep the pass from ending.
+walker's writes ahead of the walk are bounded in every pass and every pass ends. An agent
+that kept rewriting upper-level entries just ahead of the walk, faster than the window can
+be read again, would keep the pass from ending.
 
 An agent outside the engine that writes the tables (software, another device) gets none of
 this: it must stop the scanner (or not write entries the scanner owns bits of) while it
@@ -1118,7 +1119,11 @@ class Scanner(wiring.Component):
             dfs_return.eq(dfs_end & (lvl != 4)),
         ]
         sn_cur = Signal()                    # a snoop of the entry the walk takes now
-        m.d.comb += sn_cur.eq(sn_any & (sn_page == cur_tbl) & (sn_idx == pos[:9]) & dfs_proc)
+        sn_at_walk = Signal()                # the offer's address is the walk's entry
+        m.d.comb += [
+            sn_at_walk.eq((sn_page == cur_tbl) & (sn_idx == pos[:9])),
+            sn_cur.eq(sn_any & sn_at_walk & dfs_proc),
+        ]
         sn_at_parent = Signal()              # the offered write is to the kept parent
         sn_parent = Signal()                 # ... and it lands now
         m.d.comb += [
@@ -1469,12 +1474,13 @@ class Scanner(wiring.Component):
         # U1 as the walk took the entry (an upper-level leaf: present and well formed).
         u1_lane = lane_of(u1_idx)
         narrow_lane = lane_of(rfh.idx)
+        sn_at_head = Signal()                # the offer's address is in the head beat
+        m.d.comb += sn_at_head.eq((sn_page == e_page) & (sn_beat == rfh.idx[lane_bits:9]))
         for i in range(lanes):
             f_in = Signal(64, name=f"f_in{i}")
             m.d.comb += f_in.eq(Mux(u1_valid, u1_F, rfh.data[64 * i:64 * (i + 1)]))
             ld_hit = Signal(name=f"ld_hit{i}")
-            m.d.comb += ld_hit.eq(sn_any & mv_leaf & (sn_page == e_page)
-                                  & (sn_beat == rfh.idx[lane_bits:9]) & (sn_lane == i))
+            m.d.comb += ld_hit.eq(sn_any & mv_leaf & sn_at_head & (sn_lane == i))
             with m.If(mv_up | mv_leaf):
                 m.d.sync += [
                     s1_F[i].eq(f_in),
@@ -1582,9 +1588,8 @@ class Scanner(wiring.Component):
             # from S1 or from the parent's act, both already held.
             # (Only while a pass runs: the walk's registers keep their last values after it.)
             sn_next.eq((phase == _PH_RUN)
-                       & (((rf_n != 0) & e_act & (sn_page == e_page)
-                           & (sn_beat == rfh.idx[lane_bits:9]))
-                          | ((ds == _DS_UPPER) & (sn_page == cur_tbl) & (sn_idx == pos[:9]))
+                       & (((rf_n != 0) & e_act & sn_at_head)
+                          | ((ds == _DS_UPPER) & sn_at_walk)
                           | ((ds == _DS_PARENT) & p_sub[1] & sn_at_parent))),
         ]
         with m.If(in_parent & (p_sub != 0) & (p_dirty | snp_r)):
