@@ -12,10 +12,12 @@ import random
 from dataclasses import dataclass, field
 
 from model.memory import PhysMem
+from model.scanner import ScanConfig, drive
+from model.scanner import Scanner as ModelScanner
 
 from .scan_trees import layout
 
-__all__ = ["Traffic", "HookMem", "replay_schedule", "Agent"]
+__all__ = ["Traffic", "HookMem", "replay_schedule", "revisited_tables", "Agent"]
 
 
 @dataclass
@@ -84,6 +86,27 @@ def replay_schedule(traffic: Traffic, log):
     return hooks, end, kinds
 
 
+class _VisitCounter(ModelScanner):
+    """The model's pass, counting how many times it walks each table."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.visits = {}
+
+    def _walk(self, mem, table, level, va, acc, args):
+        self.visits[table] = self.visits.get(table, 0) + 1
+        return (yield from super()._walk(mem, table, level, va, acc, args))
+
+
+def revisited_tables(tree) -> set:
+    """Pages of the tables a pass walks more than once (aliased and self-referencing tables,
+    and every table below one). The tables' shape is what decides this, not the A bits or the
+    levels the agent changes."""
+    counter = _VisitCounter(ScanConfig(fmt=tree.fmt))
+    drive(counter.iter_pass(tree.mem.copy(), tree.root))
+    return {table >> 12 for table, n in counter.visits.items() if n > 1}
+
+
 class Agent:
     """A walker-like agent writing memory between the scanner's reads and writes.
 
@@ -95,6 +118,10 @@ class Agent:
     also unmap (write 0) or rewrite the engine-owned bits (another agent changing the level).
     Each applied action is recorded in :attr:`log` as ``(cycle, addr, action)`` with
     ``action = (kind, arg)``.
+
+    The agent leaves alone the words of tables that a pass walks more than once
+    (:func:`revisited_tables`): :func:`replay_schedule` places an action by the word's last
+    read and its write in the pass, which name one visit of the word only.
     """
 
     def __init__(self, tree, seed, rate=0.05, generic=True):
@@ -103,12 +130,16 @@ class Agent:
         self.rate = rate
         self.generic = generic
         self.lay = layout(tree.fmt)
+        revisited = revisited_tables(tree)
+        self.leaves = [(addr, level) for addr, level in tree.leaves
+                       if addr >> 12 not in revisited]
         self.leaf1 = {}
         self.level = {}
-        for addr, level in tree.leaves:
+        for addr, level in self.leaves:
             self.leaf1.setdefault(addr >> 12, []).append((addr, level))
             self.level[addr] = level
-        self.parents = {table >> 12: parent for table, parent in tree.leaf_tables}
+        self.parents = {table >> 12: parent for table, parent in tree.leaf_tables
+                        if parent >> 12 not in revisited}
         self.log = []
         self.pending = None
         self.held = None                     # (addr, action) on offer since the cycle before
@@ -143,7 +174,7 @@ class Agent:
             page = rng.choice(pages)
             if page in self.parents:
                 return self.parents[page], 0
-        return rng.choice(self.tree.leaves)
+        return rng.choice(self.leaves) if self.leaves else None
 
     def _action(self, level):
         rng = self.rng
@@ -185,7 +216,10 @@ class Agent:
                 return (*write, True)
         if self.rng.random() >= self.rate:
             return None
-        addr, level = self._pick(cycle, traffic)
+        pick = self._pick(cycle, traffic)
+        if pick is None:
+            return None
+        addr, level = pick
         write = self._write(mem, write_pending, addr, self._action(level))
         if write is None:
             return None

@@ -16,7 +16,8 @@ response. Leaf tables are streamed with full-width INCR bursts, several in fligh
 one single-beat write whose ``WSTRB`` covers exactly the changed entries, while the read
 channel keeps streaming. While a leaf table streams, the next leaf-table pointer of the same
 level-2 table is found in the window and that table is read ahead, so consecutive leaf
-tables follow each other without a gap. A full-width beat answered with an error is read
+tables follow each other without a gap; only a well-formed table pointer is followed, so no
+table is read that the walk will not enter. A full-width beat answered with an error is read
 again entry by entry (narrow), and so is the rest of that table, so that errors count per
 8-byte entry as in the model.
 
@@ -1391,11 +1392,13 @@ class Scanner(wiring.Component):
         ]
         la_look = Signal()
         la_hint = Signal()
+        # Only a pointer the walk will follow (a well-formed level-2 table pointer read
+        # without error) is read ahead, so that no table is read for nothing.
+        _, _, _, la_table = self._classify(m, lb2_data[:64], Const(2, 3), d.is_ept, "la")
         m.d.comb += [
             la_look.eq((pf_st == _PF_IDLE) & (lvl == 2) & lb2 & (lb2_idx == la) & (la > pos)
                        & (la < _ENTRIES) & ~la_reset & (phase == _PH_RUN)),
-            la_hint.eq(~lb2_data[64] & Mux(d.is_ept, (lb2_data[:3] != 0), lb2_data[_X.P.lsb])
-                       & ~lb2_data[_E.PS.lsb]),
+            la_hint.eq(~lb2_data[64] & la_table),
         ]
         with m.If(la_reset):
             m.d.sync += [la.eq(pos + 1), lb_addr.eq(pos + 1)]
