@@ -6,12 +6,13 @@ The hardware twin of :class:`model.engine.Engine`. Inside:
 * :class:`~hdl.walker.Walker` — demand walks from ``walk_req`` answered on ``walk_resp``;
   invalidations from the ``WALK_INV_*`` registers and, for coherence, one ``scan_clear``
   command per leaf whose A bit the scanner cleared (host root ``SCAN_HROOT``; these go
-  first, from a queue of ``clear_depth`` reports; a scanner write goes only when the
-  queue has room for its report, so the scanner never holds a write response for the
-  walker; only while the walker's own write waits for ``snoop.ready`` (for a word the
-  scanner holds or has queued a write of) does a scanner write go regardless, and the
-  queue can overflow, and then one ``root`` command for ``SCAN_HROOT`` replaces the lost
-  reports: the walker forgets more, never less); every successful walk of the guest
+  first, from a queue of ``clear_depth`` reports, :class:`~hdl.clear_reports.ClearReports`;
+  a scanner write goes only when the queue has room for its report, so the scanner never
+  holds a write response for the walker; only while the walker's own write waits for
+  ``snoop.ready`` (for a word the scanner holds or has queued a write of) does a scanner
+  write go regardless, and the queue can overflow, and then one ``root`` command for
+  ``SCAN_HROOT`` replaces the lost reports: the walker forgets more, never less); every
+  successful walk of the guest
   dimension is reported to the exit detector (an access event, address space = the
   request's CR3), as the model's engine does.
 * :class:`~hdl.scanner.Scanner` — passes started by ``SCAN_CMD.START`` or, with
@@ -50,13 +51,14 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from thermocline import layouts as L
 from .arbiter import AxiArbiter, Unit
+from .clear_reports import ClearReports
 from .axi import AxiParams, axi4_signature
 from .exit_detector import COUNTERS as EXIT_COUNTERS, EXIT_DROP, EXIT_EVENT, ExitDetector
 from .interval import IntervalController
 from .layouts import struct
 from .prefetcher import PREFETCH_REQ, PREFETCH_RESP, Prefetcher
 from .regs import Regs, axil_signature
-from .scanner import STAT_NAMES, Scanner, cleared_layout, stat_index
+from .scanner import STAT_NAMES, Scanner, stat_index
 from .walker import COUNTERS as WALK_COUNTERS, Walker
 
 __all__ = ["Engine", "SYNTH_DESIGNS"]
@@ -124,8 +126,8 @@ class Engine(wiring.Component):
         if not 1 <= drop_depth <= 256:
             raise ValueError(f"Engine: drop_depth must be 1..256, got {drop_depth}")
         self._drop_depth = drop_depth
-        if not 2 <= clear_depth <= 512:
-            raise ValueError(f"Engine: clear_depth must be 2..512, got {clear_depth}")
+        if not 3 <= clear_depth <= 512:
+            raise ValueError(f"Engine: clear_depth must be 3..512, got {clear_depth}")
         self._clear_depth = clear_depth
         self._bus = AxiParams(addr_width=52, data_width=data_width, id_width=6)
         super().__init__({
@@ -235,59 +237,18 @@ class Engine(wiring.Component):
             cmd.CR3.eq(rg.walk_inv_cr3.w), cmd.HROOT.eq(rg.walk_inv_hroot.w),
             cmd_q.w_data.eq(cmd), cmd_q.w_en.eq(rg.walk_inv_cmd.we),
         ]
-        # The scanner's cleared leaves wait in a queue, so the scanner never holds a write
-        # response waiting for the walker (which takes commands only between walks, and
-        # may itself wait for that response: writes are answered in order). The scanner's
-        # writes wait for room in the queue instead (``_scanner_port``). A report that
-        # finds the queue full anyway is dropped and the walker later drops everything it
-        # cached under SCAN_HROOT instead: more than the cleared leaves, never less.
-        lanes = sc.lanes
-        clr_layout = cleared_layout(lanes)
-        clr_q = m.submodules.cleared_q = SyncFIFOBuffered(width=clr_layout.size,
-                                                          depth=self._clear_depth)
-        self._clr_q = clr_q
-        overflow = Signal()
-        m.d.comb += [sc.cleared.ready.eq(1), clr_q.w_data.eq(sc.cleared.payload),
-                     clr_q.w_en.eq(sc.cleared.valid)]
-        with m.If(sc.cleared.valid & ~clr_q.w_rdy):
-            m.d.sync += overflow.eq(1)
-        clr = data.View(clr_layout, clr_q.r_data)
-        lane = Signal(range(lanes + 1))            # next lane of the report to send
-        pending = Signal(lanes)
-        m.d.comb += pending.eq(clr.mask & ~((Const(1, lanes + 1) << lane) - 1)[:lanes])
-        first = Signal(range(lanes))
-        for i in reversed(range(lanes)):
-            with m.If(pending[i]):
-                m.d.comb += first.eq(i)
-        clear = Signal(struct(L.WALK_INV))
-        size_shift = Mux(clr.level == 1, 12, Mux(clr.level == 2, 21, 30))
-        m.d.comb += [
-            clear.OP.eq(_INV["scan_clear"]), clear.MATCH_HROOT.eq(1),
-            clear.SIZE.eq(clr.level - 1), clear.HROOT.eq(rg.scan_hroot.w),
-            clear.ADDR.eq(clr.base + (first << size_shift)),
-        ]
-        flush = Signal(struct(L.WALK_INV))
-        m.d.comb += [flush.OP.eq(_INV["root"]), flush.MATCH_HROOT.eq(1),
-                     flush.HROOT.eq(rg.scan_hroot.w)]
-        with m.If(clr_q.r_rdy & (pending != 0)):
-            m.d.comb += [wk.inv.valid.eq(1), wk.inv.payload.eq(clear)]
-            with m.If(wk.inv.ready):
-                last = (pending & ~(Const(1, lanes) << first)[:lanes]) == 0
-                with m.If(last):
-                    m.d.comb += clr_q.r_en.eq(1)
-                    m.d.sync += lane.eq(0)
-                with m.Else():
-                    m.d.sync += lane.eq(first + 1)
-        with m.Elif(clr_q.r_rdy):
-            m.d.comb += clr_q.r_en.eq(1)                 # (an empty mask: nothing to drop)
-            m.d.sync += lane.eq(0)
-        with m.Elif(overflow):
-            m.d.comb += [wk.inv.valid.eq(1), wk.inv.payload.eq(flush)]
-            with m.If(wk.inv.ready & ~(sc.cleared.valid & ~clr_q.w_rdy)):
-                m.d.sync += overflow.eq(0)
-        with m.Else():
+        # The scanner's cleared leaves go first (hdl.clear_reports), then the register
+        # command queue.
+        cr = self._clear_reports = m.submodules.clear_reports = ClearReports(
+            lanes=sc.lanes, depth=self._clear_depth)
+        connect(m, sc.cleared, cr.report)
+        m.d.comb += cr.hroot.eq(rg.scan_hroot.w)
+        with m.If(cr.quiet):
             m.d.comb += [wk.inv.valid.eq(cmd_q.r_rdy), wk.inv.payload.eq(cmd_q.r_data),
                          cmd_q.r_en.eq(wk.inv.ready)]
+        with m.Else():
+            m.d.comb += [wk.inv.valid.eq(cr.inv.valid), wk.inv.payload.eq(cr.inv.payload),
+                         cr.inv.ready.eq(wk.inv.ready)]
 
     # --- the scanner's memory port: writes wait for room for their cleared reports -----------
 
@@ -309,22 +270,12 @@ class Engine(wiring.Component):
                 m.d.comb += getattr(dst, name).eq(getattr(src, name))
             else:
                 m.d.comb += getattr(src, name).eq(getattr(dst, name))
-        q = self._clr_q
-        owed = Signal(range(q.depth + 258))    # scanner writes accepted and not answered
-        aw = dst.awvalid & dst.awready
-        b = dst.bvalid & dst.bready
-        with m.If(aw & ~b):
-            m.d.sync += owed.eq(owed + 1)
-        with m.Elif(b & ~aw):
-            m.d.sync += owed.eq(owed - 1)
-        # The room is a register, computed a cycle early with one slot to spare: queued
-        # reports plus writes owed grow by at most one a cycle (an accepted write address;
-        # a write's answer moves it from owed to the queue).
-        room = Signal()
-        m.d.sync += room.eq(q.level + owed + 1 < q.depth)
+        cr = self._clear_reports
+        m.d.comb += [cr.write_sent.eq(dst.awvalid & dst.awready),
+                     cr.write_done.eq(dst.bvalid & dst.bready)]
         allow = Signal()
         m.d.comb += [
-            allow.eq(room | arb.snoop_waits),
+            allow.eq(cr.room | arb.snoop_waits),
             dst.awvalid.eq(src.awvalid & allow),
             src.awready.eq(dst.awready & allow),
         ]
