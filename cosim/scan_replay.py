@@ -17,7 +17,7 @@ from model.scanner import Scanner as ModelScanner
 
 from .scan_trees import layout
 
-__all__ = ["Traffic", "HookMem", "replay_schedule", "revisited_tables", "Agent"]
+__all__ = ["Traffic", "HookMem", "replay_schedule", "tree_shape", "revisited_tables", "Agent"]
 
 
 @dataclass
@@ -86,25 +86,37 @@ def replay_schedule(traffic: Traffic, log):
     return hooks, end, kinds
 
 
-class _VisitCounter(ModelScanner):
-    """The model's pass, counting how many times it walks each table."""
+class _ShapeRecorder(ModelScanner):
+    """The model's pass, counting how many times it walks each table and noting the
+    level-2 parents whose ``LPCOUNT`` it updates."""
 
     def __init__(self, cfg):
         super().__init__(cfg)
         self.visits = {}
+        self.parents = set()
 
     def _walk(self, mem, table, level, va, acc, args):
         self.visits[table] = self.visits.get(table, 0) + 1
         return (yield from super()._walk(mem, table, level, va, acc, args))
 
+    def _parent(self, mem, addr, visited, va, t_acc, t_present, acc):
+        self.parents.add(addr)
+        return (yield from super()._parent(mem, addr, visited, va, t_acc, t_present, acc))
+
+
+def tree_shape(tree, pa_bits=52):
+    """``(pages of the tables a pass walks more than once, level-2 parent words)``. The
+    tables' shape decides both, not the A bits or the levels an agent changes. Tables walked
+    more than once are the aliased and self-referencing ones and every table below one."""
+    recorder = _ShapeRecorder(ScanConfig(fmt=tree.fmt, pa_bits=pa_bits))
+    drive(recorder.iter_pass(tree.mem.copy(), tree.root))
+    return ({table >> 12 for table, n in recorder.visits.items() if n > 1},
+            recorder.parents)
+
 
 def revisited_tables(tree) -> set:
-    """Pages of the tables a pass walks more than once (aliased and self-referencing tables,
-    and every table below one). The tables' shape is what decides this, not the A bits or the
-    levels the agent changes."""
-    counter = _VisitCounter(ScanConfig(fmt=tree.fmt))
-    drive(counter.iter_pass(tree.mem.copy(), tree.root))
-    return {table >> 12 for table, n in counter.visits.items() if n > 1}
+    """Pages of the tables a pass walks more than once (:func:`tree_shape`)."""
+    return tree_shape(tree)[0]
 
 
 class Agent:
@@ -121,16 +133,17 @@ class Agent:
 
     The agent leaves alone the words of tables that a pass walks more than once
     (:func:`revisited_tables`): :func:`replay_schedule` places an action by the word's last
-    read and its write in the pass, which name one visit of the word only.
+    read and its write in the pass, which name one visit of the word only. With
+    ``revisited`` it writes those too (for checks that need no replay).
     """
 
-    def __init__(self, tree, seed, rate=0.05, generic=True):
+    def __init__(self, tree, seed, rate=0.05, generic=True, revisited=False):
         self.tree = tree
         self.rng = random.Random(seed ^ 0xA9E7)
         self.rate = rate
         self.generic = generic
         self.lay = layout(tree.fmt)
-        revisited = revisited_tables(tree)
+        revisited = set() if revisited else revisited_tables(tree)
         self.leaves = [(addr, level) for addr, level in tree.leaves
                        if addr >> 12 not in revisited]
         self.leaf1 = {}

@@ -21,11 +21,11 @@ from model.memory import PhysMem
 from model.scanner import ScanConfig, drive
 from model.scanner import Scanner as ModelScanner
 
-from .scan_replay import Agent, HookMem, Traffic, replay_schedule
-from .scan_trees import SIZES, bench_tree, compare, freshen, hw_config
+from .scan_replay import Agent, HookMem, Traffic, replay_schedule, tree_shape
+from .scan_trees import SIZES, bench_tree, compare, freshen, hw_config, layout
 
 __all__ = ["AxiSlave", "Rig", "run_against_model", "run_with_agent",
-           "measure_throughput"]
+           "run_with_agent_anywhere", "measure_throughput"]
 
 
 class AxiSlave:
@@ -362,6 +362,58 @@ def run_with_agent(tree, cfg, *, seed, data_width=64, latency=1, gaps=0.0, rate=
 
     rig.run(bench)
     return out
+
+
+def run_with_agent_anywhere(tree, cfg, *, seed, data_width=64, latency=1, gaps=0.0,
+                            rate=0.05, **params):
+    """One pass with the agent writing every word of the tree, those of tables walked more
+    than once included, where :func:`replay_schedule` cannot place its writes. What holds
+    whatever the interleaving is checked against the model's pass without the agent: the
+    pass ends; it reads as many entries and tables; every word the agent did not write,
+    other than a level-2 parent (whose ``LPCOUNT`` counts A bits the agent set), ends as
+    the model leaves it; in a word the agent wrote, every bit but A and the engine-owned
+    ones is what the agent's writes left (D, the frame, an unmapped word's zero).
+    Returns (hw, model stats, agent log, pages walked more than once)."""
+    revisited, parents = tree_shape(tree, cfg.pa_bits)
+    rig = Rig(tree.mem, data_width=data_width, latency=latency, gaps=gaps, seed=seed,
+              **params)
+    agent = Agent(tree, seed, rate=rate, revisited=True)
+    rig.slave.agent = agent
+    lay = layout(tree.fmt)
+    out = []
+
+    async def bench(ctx):
+        msg = f"seed={seed} fmt={tree.fmt} width={data_width}"
+        before = tree.mem.copy()
+        rig.slave.traffic = Traffic()
+        agent.log = []
+        hw = await rig.run_pass(ctx, cfg, tree.root, 0)
+        ref_mem = before.copy()
+        ref = ModelScanner(cfg, pass_index=0).scan_pass(ref_mem, tree.root)
+        assert (hw["entries_read"], hw["tables_read"]) == (ref.entries_read, ref.tables_read), \
+            f"{msg}: the walk differs: hw {hw['entries_read']} entries, " \
+            f"{hw['tables_read']} tables; model {ref.entries_read}, {ref.tables_read}"
+        acts = {}
+        for _, addr, action in agent.log:
+            acts.setdefault(addr, []).append(action)
+        wrong = [(hex(a), hex(x), hex(y)) for a, x, y in tree.mem.diff(ref_mem)
+                 if a not in acts and a not in parents]
+        assert not wrong, f"{msg}: words the agent never wrote differ (addr, rtl, model): " \
+                          f"{wrong[:4]}"
+        # The scanner changes only A and the engine-owned bits of a word, so every other
+        # bit is what the agent's writes, in order, left in it.
+        keep = ~(lay.A.mask | lay.SW.mask) & ((1 << 64) - 1)
+        for addr, actions in acts.items():
+            want = before.read(addr)
+            for action in actions:
+                want = agent.apply(action, want)
+            got = tree.mem.read(addr)
+            assert (got ^ want) & keep == 0, \
+                f"{msg}: the agent's bits lost at {addr:#x}: {got:#x}, agent left {want:#x}"
+        out.append((hw, ref, list(agent.log), revisited))
+
+    rig.run(bench)
+    return out[0]
 
 
 def measure_throughput(*, data_width=64, latency=1, changing=0.5, tables=4, fmt="ept",
