@@ -114,9 +114,9 @@ def tree_shape(tree, pa_bits=52):
             recorder.parents)
 
 
-def revisited_tables(tree) -> set:
+def revisited_tables(tree, pa_bits=52) -> set:
     """Pages of the tables a pass walks more than once (:func:`tree_shape`)."""
-    return tree_shape(tree)[0]
+    return tree_shape(tree, pa_bits)[0]
 
 
 class Agent:
@@ -134,16 +134,17 @@ class Agent:
     The agent leaves alone the words of tables that a pass walks more than once
     (:func:`revisited_tables`): :func:`replay_schedule` places an action by the word's last
     read and its write in the pass, which name one visit of the word only. With
-    ``revisited`` it writes those too (for checks that need no replay).
+    ``revisited`` it writes those too (for checks that need no replay). ``pa_bits`` is the
+    physical-address width the tables are read with.
     """
 
-    def __init__(self, tree, seed, rate=0.05, generic=True, revisited=False):
+    def __init__(self, tree, seed, rate=0.05, generic=True, revisited=False, pa_bits=52):
         self.tree = tree
         self.rng = random.Random(seed ^ 0xA9E7)
         self.rate = rate
         self.generic = generic
         self.lay = layout(tree.fmt)
-        revisited = set() if revisited else revisited_tables(tree)
+        revisited = set() if revisited else revisited_tables(tree, pa_bits)
         self.leaves = [(addr, level) for addr, level in tree.leaves
                        if addr >> 12 not in revisited]
         self.leaf1 = {}

@@ -426,7 +426,7 @@ async def agent_during_passes(dut):
         tree = random_tree(seed, fmt, tb.pa_bits, leaf_tables=2, dense=True)
         cfg = random_config(tb.rng, fmt, tb.pa_bits,
                             top_k=tb.rng.randint(1, tb.top_k_max))
-        agent = Agent(tree, seed, rate=0.05)
+        agent = Agent(tree, seed, rate=0.05, pa_bits=tb.pa_bits)
         await tb.reset()
         tb.load(tree.mem)
         for p in range(2):

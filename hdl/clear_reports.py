@@ -17,7 +17,10 @@ them:
   write address, ``write_done`` a write response), the next one included, and one more.
   It is a register computed from the counts of the cycle before; the spare slot covers
   the write address accepted in that cycle. The scanner sends a write's report in the cycle
-  of its write response, so a write moves from owed to queued at once.
+  of its write response, so a write moves from owed to queued at once. (It also reports a
+  leaf without a write when another agent cleared the leaf's A bit between the scanner's
+  read and its step; such a report is not counted. The engine's walker only sets A and D,
+  so in the engine every report comes with a write.)
 * The engine may send a scanner write without room (when the walker's own write waits for
   the scanner, see :mod:`hdl.engine`). A report that then finds the queue full is lost:
   :attr:`lost` rises, and once the queue has drained the walker gets one ``root`` command
@@ -117,7 +120,9 @@ class ClearReports(wiring.Component):
         m.d.comb += [flush.OP.eq(_INV["root"]), flush.MATCH_HROOT.eq(1),
                      flush.HROOT.eq(self.hroot)]
 
-        m.d.comb += self.quiet.eq(~q.r_rdy & ~self.lost)
+        # (A report written into an empty queue reaches the output a cycle later: ``level``
+        # counts it at once, ``r_rdy`` only then.)
+        m.d.comb += self.quiet.eq((q.level == 0) & ~self.lost)
         with m.If(q.r_rdy & (pending != 0)):
             m.d.comb += [self.inv.valid.eq(1), self.inv.payload.eq(clear)]
             with m.If(self.inv.ready):
@@ -130,7 +135,7 @@ class ClearReports(wiring.Component):
         with m.Elif(q.r_rdy):
             m.d.comb += q.r_en.eq(1)                 # an empty mask: nothing to drop
             m.d.sync += lane.eq(0)
-        with m.Elif(self.lost):
+        with m.Elif(self.lost & (q.level == 0)):
             m.d.comb += [self.inv.valid.eq(1), self.inv.payload.eq(flush)]
             with m.If(self.inv.ready):
                 m.d.sync += self.lost.eq(0)

@@ -6,7 +6,7 @@ tests, regardless), its writes are answered in order after random latencies, and
 brings a report with a random mask; a walker-like sink takes commands under random
 backpressure. Every command is checked against the reports: one ``scan_clear`` per leaf, in
 order; with the gate honoured no report is ever lost; a lost report is replaced by one
-``root`` command after the queue drains.
+``root`` command once the queue is empty.
 """
 
 import random
@@ -104,8 +104,8 @@ def test_gate_keeps_every_report(lanes, depth, seed):
 @pytest.mark.parametrize("lanes,depth,seed", [(1, 3, 11), (4, 4, 12)])
 def test_lost_report_becomes_one_root_flush(lanes, depth, seed):
     """Writes sent regardless of ``room`` and a slow walker: reports are lost; the walker
-    gets the kept reports' clears in order and, after the queue drains, one ``root`` command
-    for the host root, after which nothing is owed."""
+    gets the kept reports' clears in order and, once the queue is empty, one ``root``
+    command for the host root, after which nothing is owed."""
     out = run(lanes, depth, seed, honour=False, p_send=0.9, p_take=0.15)
     assert out["lost_seen"], f"seed={seed}: no report was lost"
     expected = [c for clears in out["reports"] for c in clears]
