@@ -32,7 +32,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from cosim.axi_mem import AxiMem
-from cosim.engine_scenario import ReplayConfig, Scenario
+from cosim.engine_scenario import HEAP, ReplayConfig, Scenario
 from cosim.runner import record_metric, sim_seed
 from cosim.stream import StreamDriver, StreamMonitor, Ticker
 from cosim.tb_exit_detector import counters_of, encode_event
@@ -42,6 +42,7 @@ from cosim.walk_codec import describe_response, encode_request, encode_result, \
 from hdl.exit_detector import COUNTERS as EXIT_COUNTERS
 from hdl.scanner import STAT_NAMES
 from hdl.walker import COUNTERS as WALK_COUNTERS
+from thermocline.layouts import X86_ENTRY
 from thermocline.regmap import REGMAP
 
 CLOCK_NS = 10
@@ -381,6 +382,49 @@ async def registers_mid_pass(dut):
     await _walks(tb, sc.passes[1])
     await tb.write("SCAN_CMD", REGMAP["SCAN_CMD"].pack(START=1))   # the unit's count: 1
     await scan_pass(tb, 1, started=True)
+    tb.check_image("at the end")
+
+
+@cocotb.test()
+async def inv_queue_full(dut):
+    """Software queues more invalidations than the queue holds while the walker is busy, and
+    the last one matters: the page it names was remapped. It must not be lost: the commands
+    that find the queue full become one invalidation of everything, so the remapped page is
+    walked again (its new translation, as the model says) and so are the other cached
+    pages."""
+    tb = EngineTB(dut, ReplayConfig.from_env())
+    sc = tb.sc
+    await tb.start()
+    cached = list(range(8))
+    await _walks(tb, [(p, False) for p in cached])
+    # Remap page 0 onto page 100's frame, in both memories.
+    space, gphys, pte = sc.space, sc.system.gphys, X86_ENTRY
+    hpa = gphys.hpa(space.entry_addr(HEAP, 1))
+    other = tb.mem.read_word(gphys.hpa(space.entry_addr(HEAP + 100 * 4096, 1)))
+    tb.poke(hpa, pte.ADDR.set(sc.engine.mem.read(hpa), pte.ADDR.get(other)))
+    # The walker holds a walk's response (its output held), so it takes no command; eleven
+    # commands that change nothing (a guest-physical address outside the guest), then the
+    # one for page 0. The queue takes four.
+    tb.resp.hold = True
+    tb.walks.send(sc.walk(200, False))
+    await ClockCycles(dut.clk, 200)
+    assert (await tb.read("STATUS")) & REGMAP["STATUS"].field("WALK_BUSY").mask
+    await tb.write("WALK_INV_ADDR", HEAP)
+    await tb.write("WALK_INV_CR3", sc.cr3)
+    for _ in range(11):
+        await tb.write("WALK_INV_CMD", REGMAP["WALK_INV_CMD"].pack(OP=2))
+        sc.engine.walker.invalidate_gpa(HEAP)
+    await tb.write("WALK_INV_CMD", REGMAP["WALK_INV_CMD"].pack(OP=1, MATCH_CR3=1))
+    sc.engine.walker.invalidate_gva(HEAP, cr3=sc.cr3)
+    sc.engine.walker.invalidate_all()              # what replaces the commands not queued
+    tb.resp.hold = False
+    await tb.drain_walks(10_000)
+    hits = await tb.read("WALK_TLB_HITS")
+    await _walks(tb, [(p, False) for p in cached])        # page 0 compared with the model
+    missed = len(cached) - (await tb.read("WALK_TLB_HITS") - hits)
+    assert missed == len(cached), \
+        f"[seed {tb.seed}] {len(cached) - missed} cached pages still hit: no command was " \
+        f"replaced by an invalidation of everything"
     tb.check_image("at the end")
 
 

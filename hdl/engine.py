@@ -4,7 +4,8 @@ interrupt line.
 The hardware twin of :class:`model.engine.Engine`. Inside:
 
 * :class:`~hdl.walker.Walker` — demand walks from ``walk_req`` answered on ``walk_resp``;
-  invalidations from the ``WALK_INV_*`` registers and, for coherence, one ``scan_clear``
+  invalidations from the ``WALK_INV_*`` registers (a queue of four; a command that finds it
+  full becomes one ``all`` invalidation, so none is lost) and, for coherence, one ``scan_clear``
   command per leaf whose A bit the scanner cleared (host root ``SCAN_HROOT``; these go
   first, from a queue of ``clear_depth`` reports, :class:`~hdl.clear_reports.ClearReports`;
   a scanner write goes only when the queue has room for its report, so the scanner never
@@ -243,12 +244,24 @@ class Engine(wiring.Component):
             lanes=sc.lanes, depth=self._clear_depth)
         connect(m, sc.cleared, cr.report)
         m.d.comb += cr.hroot.eq(rg.scan_hroot.w)
-        with m.If(cr.quiet):
-            m.d.comb += [wk.inv.valid.eq(cmd_q.r_rdy), wk.inv.payload.eq(cmd_q.r_data),
-                         cmd_q.r_en.eq(wk.inv.ready)]
-        with m.Else():
+        # A command that finds its queue full is not lost: it is replaced by one that drops
+        # every cached translation (``all``), sent before the queued ones. The walker
+        # forgets more, never less.
+        cmd_lost = Signal()
+        every = Signal(struct(L.WALK_INV))
+        m.d.comb += every.OP.eq(_INV["all"])
+        with m.If(~cr.quiet):
             m.d.comb += [wk.inv.valid.eq(cr.inv.valid), wk.inv.payload.eq(cr.inv.payload),
                          cr.inv.ready.eq(wk.inv.ready)]
+        with m.Elif(cmd_lost):
+            m.d.comb += [wk.inv.valid.eq(1), wk.inv.payload.eq(every)]
+            with m.If(wk.inv.ready):
+                m.d.sync += cmd_lost.eq(0)
+        with m.Else():
+            m.d.comb += [wk.inv.valid.eq(cmd_q.r_rdy), wk.inv.payload.eq(cmd_q.r_data),
+                         cmd_q.r_en.eq(wk.inv.ready)]
+        with m.If(rg.walk_inv_cmd.we & ~cmd_q.w_rdy):   # (after the clear above: it wins)
+            m.d.sync += cmd_lost.eq(1)
 
     # --- the scanner's memory port: writes wait for room for their cleared reports -----------
 

@@ -302,7 +302,9 @@ _WALKER = Section("Walker", "Cache invalidation commands and performance counter
     Register("WALK_INV_HROOT", 0x050, "RW", "Host root operand of an invalidation.",
              _value("HROOT", "EPTP or nested CR3", width=64), width=64),
     Register("WALK_INV_CMD", 0x058, "WO",
-             "Queue an invalidation with the operands above (the `WALK_INV` layout).", (
+             "Queue an invalidation with the operands above (the `WALK_INV` layout). The "
+             "queue holds 4 and the walker takes them between walks; a command that finds "
+             "it full is replaced by `ALL`, so none is lost (the walker forgets more).", (
                  _f("OP", 0, 3, "operation", 0,
                     {0: "ALL", 1: "GVA", 2: "GPA", 3: "ROOT", 4: "SCAN_CLEAR"}),
                  _f("MATCH_CR3", 3, 1, "only entries of `WALK_INV_CR3`"),
