@@ -345,8 +345,9 @@ async def _walks(tb: EngineTB, walks):
 @cocotb.test()
 async def registers_mid_pass(dut):
     """Register writes while a pass runs: continuous scanning turned off, the period
-    changed, the root and the configuration rewritten. The pass keeps what it sampled at
-    its start and equals the model; no pass starts once scanning is off; the next pass
+    changed, the root, the host root of its cleared reports and the configuration
+    rewritten. The pass keeps what it sampled at its start and equals the model (the walks
+    after it too: its cleared A bits dropped the right host root's translations); no pass starts once scanning is off; the next pass
     (by command, the unit's own index) uses the restored root and equals the model."""
     tb = EngineTB(dut, ReplayConfig.from_env())
     sc = tb.sc
@@ -368,6 +369,7 @@ async def registers_mid_pass(dut):
         await tb.write("SCAN_CTRL", 0)
         await tb.write("INT_PERIOD", 1 << 30)
         await tb.write("SCAN_ROOT", sc.system.host.root + 0x1000)
+        await tb.write("SCAN_HROOT", sc.hroot ^ 0x1000)
         await tb.write("SCAN_CONFIG", REGMAP["SCAN_CONFIG"].pack(FMT=0, LEVELS=8, UP=2, DOWN=3))
         assert (await tb.read("STATUS")) & REGMAP["STATUS"].field("SCAN_BUSY").mask, \
             "the pass ended before the registers were rewritten"
@@ -378,7 +380,12 @@ async def registers_mid_pass(dut):
     assert not (await tb.read("IRQ_CAUSE")) & REGMAP["IRQ_CAUSE"].field("PASS_DONE").mask, \
         "a pass ran with continuous scanning off"
     await tb.write("SCAN_ROOT", sc.system.host.root)
+    await tb.write("SCAN_HROOT", sc.hroot)
     await tb.write("SCAN_CONFIG", REGMAP["SCAN_CONFIG"].reset)
+    # The pages the walker had cached when the pass ran first: those the pass found
+    # accessed were dropped, so they are walked again, as in the model.
+    recent = list(dict.fromkeys(page for page, _ in reversed(sc.passes[0])))[:16]
+    await _walks(tb, [(page, False) for page in recent])
     await _walks(tb, sc.passes[1])
     await tb.write("SCAN_CMD", REGMAP["SCAN_CMD"].pack(START=1))   # the unit's count: 1
     await scan_pass(tb, 1, started=True)

@@ -29,7 +29,7 @@ them:
   taken.
 
 ``hroot`` is read when a command is made, so it must not change while a pass's reports are
-on their way (software sets ``SCAN_HROOT`` between passes).
+on their way (the engine gives it ``SCAN_HROOT`` as it was when the pass started).
 """
 
 from amaranth.hdl import Const, Module, Mux, Signal
@@ -62,7 +62,7 @@ class ClearReports(wiring.Component):
     Members
     -------
     report : ``In(stream.Signature(cleared_layout(lanes)))``, always ready
-    hroot : ``In(64)``, the host root of the commands (``SCAN_HROOT``)
+    hroot : ``In(64)``, the host root of the commands (the pass's ``SCAN_HROOT``)
     inv : ``Out(stream.Signature(WALK_INV))``, commands for the walker
     quiet : ``Out(1)``, no report queued and no flush owed
     write_sent, write_done : ``In(1)``, a scanner write address accepted / a write answered

@@ -4,18 +4,20 @@ interrupt line.
 The hardware twin of :class:`model.engine.Engine`. Inside:
 
 * :class:`~hdl.walker.Walker` — demand walks from ``walk_req`` answered on ``walk_resp``;
-  invalidations from the ``WALK_INV_*`` registers (a queue of four; a command that finds it
-  full becomes one ``all`` invalidation, so none is lost) and, for coherence, one ``scan_clear``
-  command per leaf whose A bit the scanner cleared (host root ``SCAN_HROOT``; these go
-  first, from a queue of ``clear_depth`` reports, :class:`~hdl.clear_reports.ClearReports`;
-  a scanner write goes only when the queue has room for its report, so the scanner never
-  holds a write response for the walker; only while the walker's own write waits for
-  ``snoop.ready`` (for a word the scanner holds or has queued a write of) does a scanner
-  write go regardless, and the queue can overflow, and then one ``root`` command for
-  ``SCAN_HROOT`` replaces the lost reports: the walker forgets more, never less); every
-  successful walk of the guest
-  dimension is reported to the exit detector (an access event, address space = the
-  request's CR3), as the model's engine does.
+  every successful walk of the guest dimension is reported to the exit detector (an access
+  event, address space = the request's CR3), as the model's engine does. Its invalidations,
+  in this order:
+
+  - for coherence, one ``scan_clear`` command per leaf whose A bit the scanner cleared, for
+    the host root ``SCAN_HROOT`` held when the pass started (from a queue of
+    ``clear_depth`` reports, :class:`~hdl.clear_reports.ClearReports`). A scanner write goes
+    only when the queue has room for its report, so the scanner never holds a write response
+    for the walker; only while the walker's own write waits for ``snoop.ready`` (for a word
+    the scanner holds or has queued a write of) does a scanner write go regardless. The
+    queue can then overflow, and one ``root`` command for that host root replaces the lost
+    reports: the walker forgets more, never less;
+  - the ``WALK_INV_*`` register commands, from a queue of four; a command that finds it
+    full becomes one ``all`` command, so none is lost.
 * :class:`~hdl.scanner.Scanner` — passes started by ``SCAN_CMD.START`` or, with
   ``SCAN_CTRL.ENABLE``, whenever the interval controller says one is due; configuration from
   ``SCAN_CONFIG``, ``SCAN_LONG``, ``LP_*``; statistics, histograms and candidates read
@@ -243,7 +245,6 @@ class Engine(wiring.Component):
         cr = self._clear_reports = m.submodules.clear_reports = ClearReports(
             lanes=sc.lanes, depth=self._clear_depth)
         connect(m, sc.cleared, cr.report)
-        m.d.comb += cr.hroot.eq(rg.scan_hroot.w)
         # A command that finds its queue full is not lost: it is replaced by one that drops
         # every cached translation (``all``), sent before the queued ones. The walker
         # forgets more, never less.
@@ -325,6 +326,12 @@ class Engine(wiring.Component):
         with m.If(started):
             m.d.sync += want.eq(0)
         m.d.comb += iv.started.eq(started)
+        # The host root of the pass's cleared reports is sampled at its start, as the rest of
+        # the scanner's configuration is.
+        pass_hroot = Signal(64)
+        with m.If(started):
+            m.d.sync += pass_hroot.eq(rg.scan_hroot.w)
+        m.d.comb += self._clear_reports.hroot.eq(pass_hroot)
 
         # The interval controller's configuration and commands.
         m.d.comb += [

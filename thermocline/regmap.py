@@ -339,8 +339,9 @@ _SCANNER = Section("Scanner", "Pass control, classifier configuration and per-pa
            "1..P", 1),
     )),
     Register("SCAN_HROOT", 0x120, "RW", "Host root the walker's requests use for the tree "
-             "being scanned (EPTP or nested CR3): the A bits the scanner clears drop the "
-             "walker's cached translations of that host root.",
+             "being scanned (EPTP or nested CR3): the A bits a pass clears drop the "
+             "walker's cached translations of the host root this register held when the "
+             "pass started.",
              _value("HROOT", "host root", width=64), width=64),
     Register("SCAN_PASS_INDEX", 0x118, "RW", "Index a pass started with SET_INDEX takes.",
              _value("INDEX", "pass index")),
