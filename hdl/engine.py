@@ -8,9 +8,10 @@ The hardware twin of :class:`model.engine.Engine`. Inside:
   event, address space = the request's CR3), as the model's engine does. Its invalidations,
   in this order:
 
-  - for coherence, one ``scan_clear`` command per leaf whose A bit the scanner cleared, for
-    the host root ``SCAN_HROOT`` held when the pass started (from a queue of
-    ``clear_depth`` reports, :class:`~hdl.clear_reports.ClearReports`). A scanner write goes
+  - for coherence, one ``scan_clear`` command per leaf whose A bit an EPT or NPT pass
+    cleared, for the host root ``SCAN_HROOT`` held when the pass started (the next pass
+    starts only once they have all gone), from a queue of
+    ``clear_depth`` reports (:class:`~hdl.clear_reports.ClearReports`). A scanner write goes
     only when the queue has room for its report, so the scanner never holds a write response
     for the walker; only while the walker's own write waits for ``snoop.ready`` (for a word
     the scanner holds or has queued a write of) does a scanner write go regardless. The
@@ -151,6 +152,8 @@ class Engine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        self._pass_coherent = Signal()       # the pass scans an EPT or NPT tree
+        self._scan_pending = Signal()        # a pass is wanted or its end not yet published
         wk = m.submodules.walker = Walker(host=self._host, **self._walker)
         sc = m.submodules.scanner = Scanner(data_width=self._data_width, **self._scanner)
         pf = m.submodules.prefetcher = Prefetcher(host=self._host,
@@ -174,7 +177,7 @@ class Engine(wiring.Component):
         cause = rg.irq_cause.set
         m.d.comb += [
             rg.status.r.walk_busy.eq(wk.busy),
-            rg.status.r.scan_busy.eq(sc.busy),
+            rg.status.r.scan_busy.eq(sc.busy | self._scan_pending),
             rg.status.r.pass_due.eq(iv.due),
         ]
         for name in WALK_COUNTERS:
@@ -244,7 +247,11 @@ class Engine(wiring.Component):
         # command queue.
         cr = self._clear_reports = m.submodules.clear_reports = ClearReports(
             lanes=sc.lanes, depth=self._clear_depth)
-        connect(m, sc.cleared, cr.report)
+        # (A pass over an IA-32e table, a shadow table of guest-virtual addresses, has nothing
+        # cached in the walker: its reports are dropped, as the model's engine reports none.)
+        m.d.comb += [cr.report.payload.eq(sc.cleared.payload),
+                     cr.report.valid.eq(sc.cleared.valid & self._pass_coherent),
+                     sc.cleared.ready.eq(cr.report.ready)]
         # A command that finds its queue full is not lost: it is replaced by one that drops
         # every cached translation (``all``), sent before the queued ones. The walker
         # forgets more, never less.
@@ -316,12 +323,16 @@ class Engine(wiring.Component):
             m.d.sync += [want.eq(1), set_index.eq(rg.scan_cmd.w.set_index)]
         with m.Elif(rg.scan_ctrl.w.enable & iv.due & ~sc.busy & ~want):
             m.d.sync += [want.eq(1), set_index.eq(0)]
+        # A pass starts only once the reports of the one before have all gone to the walker
+        # (their host root is that pass's).
         m.d.comb += [
-            sc.start.valid.eq(want),
+            sc.start.valid.eq(want & self._clear_reports.quiet),
             sc.start.payload.root.eq(rg.scan_root.w),
             sc.start.payload.pass_index.eq(rg.scan_pass_index.w),
             sc.start.payload.set_index.eq(set_index),
         ]
+        # Busy from the command until the end figures are published (``PASS_DONE``).
+        m.d.comb += self._scan_pending.eq(want | sc.done.valid)
         started = sc.start.valid & sc.start.ready
         with m.If(started):
             m.d.sync += want.eq(0)
@@ -330,7 +341,8 @@ class Engine(wiring.Component):
         # the scanner's configuration is.
         pass_hroot = Signal(64)
         with m.If(started):
-            m.d.sync += pass_hroot.eq(rg.scan_hroot.w)
+            m.d.sync += [pass_hroot.eq(rg.scan_hroot.w),
+                         self._pass_coherent.eq(rg.scan_config.w.fmt < 2)]   # EPT, NPT
         m.d.comb += self._clear_reports.hroot.eq(pass_hroot)
 
         # The interval controller's configuration and commands.

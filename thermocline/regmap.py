@@ -289,7 +289,8 @@ _ENGINE = Section("Engine", "Identification, interrupts and status.", (
              tuple(Field(f.name, f.lsb, f.width, f"enable {f.name}") for f in _IRQ_FIELDS)),
     Register("STATUS", 0x010, "RO", "What the units are doing.", (
         _f("WALK_BUSY", 0, 1, "the walker has a request or command in progress"),
-        _f("SCAN_BUSY", 1, 1, "a scan pass is running"),
+        _f("SCAN_BUSY", 1, 1, "a scan pass is wanted or running, or its end is not yet "
+           "published (`PASS_DONE`)"),
         _f("PASS_DUE", 2, 1, "the interval controller says a pass is due"),
     )),
 ))
@@ -318,10 +319,13 @@ _WALKER = Section("Walker", "Cache invalidation commands and performance counter
 _SCANNER = Section("Scanner", "Pass control, classifier configuration and per-pass statistics. "
                    "Configuration is sampled when a pass starts.", (
     Register("SCAN_CTRL", 0x100, "RW", "Continuous scanning.", (
-        _f("ENABLE", 0, 1, "start a pass whenever the interval controller says one is due"),
+        _f("ENABLE", 0, 1, "start a pass whenever the interval controller says one is due "
+           "(if one is due when a pass ends, the next starts at once, and its start clears "
+           "the statistics and candidate windows: read them first, or turn scanning off)"),
     )),
     Register("SCAN_CMD", 0x104, "WO", "Pass commands.", (
-        _f("START", 0, 1, "start one pass now (ignored while a pass runs)"),
+        _f("START", 0, 1, "start one pass now (ignored while `STATUS.SCAN_BUSY`; the pass "
+           "waits until the walker has taken the last pass's cleared A bits)"),
         _f("SET_INDEX", 1, 1, "with START: the pass takes index `SCAN_PASS_INDEX`"),
     )),
     Register("SCAN_ROOT", 0x108, "RW", "Host-physical address of the root table (bits 11..0 "
@@ -362,7 +366,8 @@ _PRIORITIZER = Section("Large-page prioritizer", "Configuration (sampled at a pa
         _f("ENABLE", 0, 1, "update the moving averages and report candidates", 1),
         _f("SHIFT", 4, 3, "smoothing k of the moving average, 0..4", 1),
         _f("THRESHOLD", 8, 5, "smallest value proposed, 0..31", 8),
-        _f("TOP_K", 16, 7, "most candidates reported, 0..64", 8),
+        _f("TOP_K", 16, 7, "most candidates reported, 0..64 (the engine keeps at most as "
+           "many as it was built for, 8 by default; more act as that)", 8),
     )),
     Register("LP_MAX_NONPRESENT", 0x284, "RW", "Eligibility limit.",
              (_f("COUNT", 0, 10, "most absent entries of a proposed leaf table, 0..512"),)),
@@ -410,7 +415,9 @@ _INTERVAL = Section("Interval controller", "Scan period: fixed, migration-aligne
     )),
     Register("INT_OVERRUN_COUNT", 0x324, "RO", "Passes that overran since reset (saturates).",
              _value("COUNT", "passes")),
-    Register("INT_LAST_START", 0x328, "RO", "Start cycle of the pass in progress (or due).",
+    Register("INT_LAST_START", 0x328, "RO", "Start cycle of the pass in progress (or due), "
+             "as scheduled: each pass's end, a `SCAN_CMD` pass's too, moves it on by the "
+             "period (or by the pass's length, if longer).",
              _value("CYCLE", "cycle", width=64), width=64),
     Register("INT_NOW", 0x330, "RO", "Cycle counter of the controller.",
              _value("CYCLE", "cycle", width=64), width=64),
@@ -433,7 +440,9 @@ _EXIT = Section("Exit detector", "Thresholds, the queue of drop events and count
         _f("TABLES_NEEDED", 16, 16, "qualified tables a space needs for bulk drops, "
            "1..tables", 2),
     )),
-    Register("EXIT_DROP_STATUS", 0x3A4, "RO", "Head of the drop-event queue.", (
+    Register("EXIT_DROP_STATUS", 0x3A4, "RO", "Head of the drop-event queue. Software must "
+             "pop events: while the queue is full the detector takes no input, and demand "
+             "walks whose responses carry an access event for it wait.", (
         _f("VALID", 0, 1, "the queue holds an event (the registers below describe it)"),
         _f("REASON", 1, 1, "reason", 0, {0: "EXIT", 1: "BULK"}),
     )),
