@@ -189,6 +189,12 @@ async def scan_pass(tb: EngineTB, index: int, *, started: bool = False, during=N
     if during is not None:
         await during()
     cause = await tb.wait_irq("PASS_DONE", 4_000_000)
+    await check_pass(tb, index, cause)
+
+
+async def check_pass(tb: EngineTB, index: int, cause: int):
+    """The pass that just ended, as the register windows show it, against the model's next
+    pass."""
     report = tb.sc.engine.scan()
     ref = report.stats
     hw = dict(zip(STAT_NAMES, await tb.read_window("SCAN_STAT", len(STAT_NAMES))))
@@ -466,6 +472,44 @@ async def reports_keep_their_pass_root(dut):
     assert await tb.read("WALK_TLB_HITS") == hits, \
         f"[seed {tb.seed}] pages whose A bit the first pass cleared still hit"
     tb.check_image("at the end")
+
+
+@cocotb.test()
+async def continuous_scanning_waits_for_ack(dut):
+    """Continuous scanning with a period shorter than a pass (a pass is always due) and
+    ``SCAN_CTRL.ACK``: the next pass waits while ``PASS_DONE`` is set, so the windows keep
+    the pass (equal to the model's) however long software takes; clearing the cause starts
+    the next, which equals the model's too."""
+    tb = EngineTB(dut, ReplayConfig.from_env())
+    sc = tb.sc
+    busy = REGMAP["STATUS"].field("SCAN_BUSY").mask
+    done = REGMAP["IRQ_CAUSE"].field("PASS_DONE").mask
+    await tb.start()
+    await _walks(tb, sc.passes[0])
+    await tb.write("INT_PERIOD", 1000)
+    await tb.write("SCAN_CTRL", REGMAP["SCAN_CTRL"].pack(ENABLE=1, ACK=1))
+    for _ in range(20_000):
+        await ClockCycles(dut.clk, 64)
+        cause = await tb.read("IRQ_CAUSE")
+        if cause & done:
+            break
+    else:
+        raise AssertionError(f"[seed {tb.seed}] continuous scanning ended no pass")
+    stats = await tb.read_window("SCAN_STAT", len(STAT_NAMES))
+    await ClockCycles(dut.clk, 20_000)
+    assert not (await tb.read("STATUS")) & busy, \
+        f"[seed {tb.seed}] a pass started with PASS_DONE still set"
+    assert await tb.read_window("SCAN_STAT", len(STAT_NAMES)) == stats
+    await check_pass(tb, 0, cause)
+    await tb.write("IRQ_CAUSE", done)
+    for _ in range(200):
+        await ClockCycles(dut.clk, 4)
+        if (await tb.read("STATUS")) & busy:
+            break
+    else:
+        raise AssertionError(f"[seed {tb.seed}] clearing PASS_DONE started no pass")
+    await tb.write("SCAN_CTRL", 0)
+    await scan_pass(tb, 1, started=True)
 
 
 def probe(dut) -> str:

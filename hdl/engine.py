@@ -321,7 +321,9 @@ class Engine(wiring.Component):
         set_index = Signal()
         with m.If(rg.scan_cmd.we & rg.scan_cmd.w.start & ~sc.busy & ~want):
             m.d.sync += [want.eq(1), set_index.eq(rg.scan_cmd.w.set_index)]
-        with m.Elif(rg.scan_ctrl.w.enable & iv.due & ~sc.busy & ~want):
+        ctrl = rg.scan_ctrl.w
+        unread = ctrl.ack & rg.irq_cause.w.pass_done        # the last pass is not yet read
+        with m.Elif(ctrl.enable & iv.due & ~sc.busy & ~want & ~unread):
             m.d.sync += [want.eq(1), set_index.eq(0)]
         # A pass starts only once the reports of the one before have all gone to the walker
         # (their host root is that pass's).

@@ -321,7 +321,11 @@ _SCANNER = Section("Scanner", "Pass control, classifier configuration and per-pa
     Register("SCAN_CTRL", 0x100, "RW", "Continuous scanning.", (
         _f("ENABLE", 0, 1, "start a pass whenever the interval controller says one is due "
            "(if one is due when a pass ends, the next starts at once, and its start clears "
-           "the statistics and candidate windows: read them first, or turn scanning off)"),
+           "the statistics and candidate windows: read them first, set `ACK`, or turn "
+           "scanning off)"),
+        _f("ACK", 1, 1, "with `ENABLE`: a pass also waits until `IRQ_CAUSE.PASS_DONE` is "
+           "clear, so the windows keep each pass until software has read it and cleared "
+           "the cause"),
     )),
     Register("SCAN_CMD", 0x104, "WO", "Pass commands.", (
         _f("START", 0, 1, "start one pass now (ignored while `STATUS.SCAN_BUSY`; the pass "
