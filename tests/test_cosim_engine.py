@@ -54,6 +54,13 @@ def test_continuous_scanning_waits_for_ack(engine_sim):
     assert result.tests == 1
 
 
+def test_ia32e_pass_keeps_walker_caches(engine_sim):
+    cfg = ReplayConfig(host="ept", workload="uniform", npages=512, passes=1, max_walks=8)
+    result = engine_sim.run("cosim.tb_engine", testcase="ia32e_pass_keeps_walker_caches",
+                            seed=1, extra_env=cfg.to_env())
+    assert result.tests == 1
+
+
 def test_throughput_bench_runs_and_checks():
     """The benchmark (every answer checked against the model, alone and together)."""
     from cosim.bench_engine import engine_throughput
