@@ -254,20 +254,26 @@ class Engine(wiring.Component):
                      sc.cleared.ready.eq(cr.report.ready)]
         # A command that finds its queue full is not lost: it is replaced by one that drops
         # every cached translation (``all``), sent before the queued ones. The walker
-        # forgets more, never less.
+        # forgets more, never less. The command chosen waits in a register for the walker,
+        # so that the walker's input starts at flip-flops.
         cmd_lost = Signal()
         every = Signal(struct(L.WALK_INV))
         m.d.comb += every.OP.eq(_INV["all"])
-        with m.If(~cr.quiet):
-            m.d.comb += [wk.inv.valid.eq(cr.inv.valid), wk.inv.payload.eq(cr.inv.payload),
-                         cr.inv.ready.eq(wk.inv.ready)]
-        with m.Elif(cmd_lost):
-            m.d.comb += [wk.inv.valid.eq(1), wk.inv.payload.eq(every)]
-            with m.If(wk.inv.ready):
-                m.d.sync += cmd_lost.eq(0)
-        with m.Else():
-            m.d.comb += [wk.inv.valid.eq(cmd_q.r_rdy), wk.inv.payload.eq(cmd_q.r_data),
-                         cmd_q.r_en.eq(wk.inv.ready)]
+        inv_valid = Signal()
+        inv_payload = Signal(struct(L.WALK_INV))
+        take = Signal()                            # the register is free for a command
+        m.d.comb += [take.eq(~inv_valid | wk.inv.ready),
+                     wk.inv.valid.eq(inv_valid), wk.inv.payload.eq(inv_payload)]
+        with m.If(take):
+            m.d.sync += inv_valid.eq(0)
+            with m.If(~cr.quiet):
+                m.d.comb += cr.inv.ready.eq(1)
+                m.d.sync += [inv_valid.eq(cr.inv.valid), inv_payload.eq(cr.inv.payload)]
+            with m.Elif(cmd_lost):
+                m.d.sync += [inv_valid.eq(1), inv_payload.eq(every), cmd_lost.eq(0)]
+            with m.Elif(cmd_q.r_rdy):
+                m.d.comb += cmd_q.r_en.eq(1)
+                m.d.sync += [inv_valid.eq(1), inv_payload.eq(cmd_q.r_data)]
         with m.If(rg.walk_inv_cmd.we & ~cmd_q.w_rdy):   # (after the clear above: it wins)
             m.d.sync += cmd_lost.eq(1)
 
