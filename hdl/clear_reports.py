@@ -40,10 +40,9 @@ from amaranth.lib.wiring import In, Out
 from thermocline import layouts as L
 from .layouts import struct
 from .scanner import cleared_layout
+from .walker import INV
 
 __all__ = ["ClearReports"]
-
-_INV = {name: code for code, name in enumerate(L.INV_OPS)}
 
 
 class ClearReports(wiring.Component):
@@ -112,12 +111,12 @@ class ClearReports(wiring.Component):
         clear = Signal(struct(L.WALK_INV))
         size_shift = Mux(head.level == 1, 12, Mux(head.level == 2, 21, 30))
         m.d.comb += [
-            clear.OP.eq(_INV["scan_clear"]), clear.MATCH_HROOT.eq(1),
+            clear.OP.eq(INV["scan_clear"]), clear.MATCH_HROOT.eq(1),
             clear.SIZE.eq(head.level - 1), clear.HROOT.eq(self.hroot),
             clear.ADDR.eq(head.base + (first << size_shift)),
         ]
         flush = Signal(struct(L.WALK_INV))
-        m.d.comb += [flush.OP.eq(_INV["root"]), flush.MATCH_HROOT.eq(1),
+        m.d.comb += [flush.OP.eq(INV["root"]), flush.MATCH_HROOT.eq(1),
                      flush.HROOT.eq(self.hroot)]
 
         # (A report written into an empty queue reaches the output a cycle later: ``level``

@@ -63,11 +63,9 @@ from .layouts import struct
 from .prefetcher import PREFETCH_REQ, PREFETCH_RESP, Prefetcher
 from .regs import Regs, axil_signature
 from .scanner import STAT_NAMES, Scanner, stat_index
-from .walker import COUNTERS as WALK_COUNTERS, Walker
+from .walker import COUNTERS as WALK_COUNTERS, INV, Walker
 
 __all__ = ["Engine", "SYNTH_DESIGNS"]
-
-_INV = {name: code for code, name in enumerate(L.INV_OPS)}
 
 #: What the access-event queue keeps of an ``EXIT_EVENT`` made from a walk response (kind 0,
 #: no old or new value, a 48-bit GVA).
@@ -258,7 +256,7 @@ class Engine(wiring.Component):
         # so that the walker's input starts at flip-flops.
         cmd_lost = Signal()
         every = Signal(struct(L.WALK_INV))
-        m.d.comb += every.OP.eq(_INV["all"])
+        m.d.comb += every.OP.eq(INV["all"])
         inv_valid = Signal()
         inv_payload = Signal(struct(L.WALK_INV))
         take = Signal()                            # the register is free for a command
