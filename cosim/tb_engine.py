@@ -349,6 +349,42 @@ async def _walks(tb: EngineTB, walks):
     await tb.drain_walks(200 * len(walks) + 10_000)
 
 
+#: Heap pages the directed tests have the walker cache (distinct TLB slots).
+CACHED = list(range(8))
+
+
+async def _started_with_cached(dut) -> EngineTB:
+    """A started engine whose walker has walked (and cached) the :data:`CACHED` pages."""
+    tb = EngineTB(dut, ReplayConfig.from_env())
+    await tb.start()
+    await _walks(tb, [(p, False) for p in CACHED])
+    return tb
+
+
+async def _tlb_hits(tb: EngineTB, pages) -> int:
+    """Walks of ``pages`` (each answer compared with the model): how many hit the TLB."""
+    before = await tb.read("WALK_TLB_HITS")
+    await _walks(tb, [(p, False) for p in pages])
+    return await tb.read("WALK_TLB_HITS") - before
+
+
+async def _hold_walker(tb: EngineTB):
+    """Keep the walker busy: it walks a page (200, in no slot of :data:`CACHED`) and holds
+    the response, so it takes no command until ``tb.resp.hold`` is cleared."""
+    tb.resp.hold = True
+    tb.walks.send(tb.sc.walk(200, False))
+    await ClockCycles(tb.dut.clk, 200)
+
+
+async def _until_scan_busy(tb: EngineTB, what: str):
+    """Wait (a few hundred cycles at most) for ``STATUS.SCAN_BUSY``."""
+    for _ in range(200):
+        await ClockCycles(tb.dut.clk, 4)
+        if (await tb.read("STATUS")) & REGMAP["STATUS"].field("SCAN_BUSY").mask:
+            return
+    raise AssertionError(f"[seed {tb.seed}] {what} started no pass")
+
+
 @cocotb.test()
 async def registers_mid_pass(dut):
     """Register writes while a pass runs: continuous scanning turned off, the period
@@ -364,12 +400,7 @@ async def registers_mid_pass(dut):
     await tb.write("INT_PERIOD", period)
     assert await tb.read("INT_PERIOD") == period
     await tb.write("SCAN_CTRL", 1)                 # the controller says a pass is due: it starts
-    for _ in range(200):
-        await ClockCycles(dut.clk, 4)
-        if (await tb.read("STATUS")) & REGMAP["STATUS"].field("SCAN_BUSY").mask:
-            break
-    else:
-        raise AssertionError(f"[seed {tb.seed}] continuous scanning started no pass")
+    await _until_scan_busy(tb, "continuous scanning")
 
     async def rewrite():
         await ClockCycles(dut.clk, 200)
@@ -406,22 +437,16 @@ async def inv_queue_full(dut):
     that find the queue full become one invalidation of everything, so the remapped page is
     walked again (its new translation, as the model says) and so are the other cached
     pages."""
-    tb = EngineTB(dut, ReplayConfig.from_env())
+    tb = await _started_with_cached(dut)
     sc = tb.sc
-    await tb.start()
-    cached = list(range(8))
-    await _walks(tb, [(p, False) for p in cached])
     # Remap page 0 onto page 100's frame, in both memories.
     space, gphys, pte = sc.space, sc.system.gphys, X86_ENTRY
     hpa = gphys.hpa(space.entry_addr(HEAP, 1))
     other = tb.mem.read_word(gphys.hpa(space.entry_addr(HEAP + 100 * 4096, 1)))
     tb.poke(hpa, pte.ADDR.set(sc.engine.mem.read(hpa), pte.ADDR.get(other)))
-    # The walker holds a walk's response (its output held), so it takes no command; eleven
-    # commands that change nothing (a guest-physical address outside the guest), then the
-    # one for page 0. The queue takes four.
-    tb.resp.hold = True
-    tb.walks.send(sc.walk(200, False))
-    await ClockCycles(dut.clk, 200)
+    # The walker takes no command; eleven commands that change nothing (a guest-physical
+    # address outside the guest), then the one for page 0. The queue takes four.
+    await _hold_walker(tb)
     assert (await tb.read("STATUS")) & REGMAP["STATUS"].field("WALK_BUSY").mask
     await tb.write("WALK_INV_ADDR", HEAP)
     await tb.write("WALK_INV_CR3", sc.cr3)
@@ -433,12 +458,9 @@ async def inv_queue_full(dut):
     sc.engine.walker.invalidate_all()              # what replaces the commands not queued
     tb.resp.hold = False
     await tb.drain_walks(10_000)
-    hits = await tb.read("WALK_TLB_HITS")
-    await _walks(tb, [(p, False) for p in cached])        # page 0 compared with the model
-    missed = len(cached) - (await tb.read("WALK_TLB_HITS") - hits)
-    assert missed == len(cached), \
-        f"[seed {tb.seed}] {len(cached) - missed} cached pages still hit: no command was " \
-        f"replaced by an invalidation of everything"
+    hits = await _tlb_hits(tb, CACHED)                   # page 0 compared with the model
+    assert hits == 0, f"[seed {tb.seed}] {hits} cached pages still hit: no command was " \
+                      f"replaced by an invalidation of everything"
     tb.check_image("at the end")
 
 
@@ -449,14 +471,9 @@ async def reports_keep_their_pass_root(dut):
     queued reports must still drop the first pass's host root (the next pass waits for them
     and shows busy meanwhile), so the pages cached before are walked again, as in the
     model."""
-    tb = EngineTB(dut, ReplayConfig.from_env())
+    tb = await _started_with_cached(dut)
     sc = tb.sc
-    await tb.start()
-    cached = list(range(8))
-    await _walks(tb, [(p, False) for p in cached])
-    tb.resp.hold = True
-    tb.walks.send(sc.walk(200, False))
-    await ClockCycles(dut.clk, 200)
+    await _hold_walker(tb)
     await scan_pass(tb, 0)
     await tb.write("SCAN_HROOT", sc.hroot ^ 0x1000)
     await tb.write("SCAN_PASS_INDEX", 1)
@@ -468,9 +485,7 @@ async def reports_keep_their_pass_root(dut):
     await scan_pass(tb, 1, started=True)
     await tb.drain_walks(10_000)
     await tb.write("SCAN_HROOT", sc.hroot)
-    hits = await tb.read("WALK_TLB_HITS")
-    await _walks(tb, [(p, False) for p in cached])
-    assert await tb.read("WALK_TLB_HITS") == hits, \
+    assert await _tlb_hits(tb, CACHED) == 0, \
         f"[seed {tb.seed}] pages whose A bit the first pass cleared still hit"
     tb.check_image("at the end")
 
@@ -483,7 +498,6 @@ async def continuous_scanning_waits_for_ack(dut):
     the next, which equals the model's too."""
     tb = EngineTB(dut, ReplayConfig.from_env())
     sc = tb.sc
-    busy = REGMAP["STATUS"].field("SCAN_BUSY").mask
     done = REGMAP["IRQ_CAUSE"].field("PASS_DONE").mask
     await tb.start()
     await _walks(tb, sc.passes[0])
@@ -498,17 +512,12 @@ async def continuous_scanning_waits_for_ack(dut):
         raise AssertionError(f"[seed {tb.seed}] continuous scanning ended no pass")
     stats = await tb.read_window("SCAN_STAT", len(STAT_NAMES))
     await ClockCycles(dut.clk, 20_000)
-    assert not (await tb.read("STATUS")) & busy, \
+    assert not (await tb.read("STATUS")) & REGMAP["STATUS"].field("SCAN_BUSY").mask, \
         f"[seed {tb.seed}] a pass started with PASS_DONE still set"
     assert await tb.read_window("SCAN_STAT", len(STAT_NAMES)) == stats
     await check_pass(tb, 0, cause)
     await tb.write("IRQ_CAUSE", done)
-    for _ in range(200):
-        await ClockCycles(dut.clk, 4)
-        if (await tb.read("STATUS")) & busy:
-            break
-    else:
-        raise AssertionError(f"[seed {tb.seed}] clearing PASS_DONE started no pass")
+    await _until_scan_busy(tb, "clearing PASS_DONE")
     await tb.write("SCAN_CTRL", 0)
     await scan_pass(tb, 1, started=True)
 
@@ -519,12 +528,9 @@ async def ia32e_pass_keeps_walker_caches(dut):
     guest-physical addresses of pages the walker has cached, every A bit set): its cleared
     A bits are guest-virtual, not host, so the walker drops nothing (the model's engine
     sends no report for such a pass) and the cached pages still hit."""
-    tb = EngineTB(dut, ReplayConfig.from_env())
+    tb = await _started_with_cached(dut)
     sc = tb.sc
-    await tb.start()
-    cached = list(range(8))
-    await _walks(tb, [(p, False) for p in cached])
-    gpas = [sc.frames[p] for p in cached]
+    gpas = [sc.frames[p] for p in CACHED]
     assert len({g >> 21 for g in gpas}) == 1, "the cached pages span two 2 MiB regions"
     f = host_format("ia32e")
     base = sc.system.data_base + sc.system.guest_ram
@@ -550,9 +556,7 @@ async def ia32e_pass_keeps_walker_caches(dut):
             tb.sc.engine.mem.write(tables[k] + 8 * i, tb.mem.read_word(tables[k] + 8 * i))
     await tb.write("SCAN_CONFIG", REGMAP["SCAN_CONFIG"].reset)
     await tb.write("SCAN_ROOT", sc.system.host.root)
-    hits = await tb.read("WALK_TLB_HITS")
-    await _walks(tb, [(p, False) for p in cached])
-    assert await tb.read("WALK_TLB_HITS") - hits == len(cached), \
+    assert await _tlb_hits(tb, CACHED) == len(CACHED), \
         f"[seed {tb.seed}] an IA-32e pass dropped the walker's translations of " \
         f"{region:#x}.."
     tb.check_image("at the end")

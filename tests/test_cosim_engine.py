@@ -33,31 +33,18 @@ def test_registers_mid_pass(engine_sim):
     assert result.tests == 1
 
 
-def test_inv_queue_full(engine_sim):
-    cfg = ReplayConfig(host="ept", workload="uniform", npages=512, passes=1, max_walks=8)
-    result = engine_sim.run("cosim.tb_engine", testcase="inv_queue_full", seed=1,
+@pytest.mark.parametrize("testcase,passes,max_walks", [
+    ("inv_queue_full", 1, 8),
+    ("reports_keep_their_pass_root", 2, 8),
+    ("continuous_scanning_waits_for_ack", 2, 50),
+    ("ia32e_pass_keeps_walker_caches", 1, 8),
+])
+def test_directed(engine_sim, testcase, passes, max_walks):
+    """The directed engine tests of cosim/tb_engine.py, each on a small uniform workload."""
+    cfg = ReplayConfig(host="ept", workload="uniform", npages=512, passes=passes,
+                       max_walks=max_walks)
+    result = engine_sim.run("cosim.tb_engine", testcase=testcase, seed=1,
                             extra_env=cfg.to_env())
-    assert result.tests == 1
-
-
-def test_reports_keep_their_pass_root(engine_sim):
-    cfg = ReplayConfig(host="ept", workload="uniform", npages=512, passes=2, max_walks=8)
-    result = engine_sim.run("cosim.tb_engine", testcase="reports_keep_their_pass_root",
-                            seed=1, extra_env=cfg.to_env())
-    assert result.tests == 1
-
-
-def test_continuous_scanning_waits_for_ack(engine_sim):
-    cfg = ReplayConfig(host="ept", workload="uniform", npages=512, passes=2, max_walks=50)
-    result = engine_sim.run("cosim.tb_engine", testcase="continuous_scanning_waits_for_ack",
-                            seed=1, extra_env=cfg.to_env())
-    assert result.tests == 1
-
-
-def test_ia32e_pass_keeps_walker_caches(engine_sim):
-    cfg = ReplayConfig(host="ept", workload="uniform", npages=512, passes=1, max_walks=8)
-    result = engine_sim.run("cosim.tb_engine", testcase="ia32e_pass_keeps_walker_caches",
-                            seed=1, extra_env=cfg.to_env())
     assert result.tests == 1
 
 

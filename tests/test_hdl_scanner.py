@@ -28,6 +28,13 @@ from model.scanner import Scanner as ModelScanner
 from .helpers import scale
 
 
+def snoop_config(fmt, **kw) -> ScanConfig:
+    """A configuration for the snoop tests: cleared leaves reported, and every leaf table
+    a large-page candidate from the first pass (so parents are written too)."""
+    return ScanConfig(fmt=fmt, report_cleared=True, large_page=LargePageConfig(
+        warmup=0, threshold=0, top_k=8, max_nonpresent=512), **kw)
+
+
 @pytest.mark.parametrize("fmt,width,seed,latency,gaps", [
     ("ept", 64, 11, 10, 0.2),
     ("npt", 128, 12, 1, 0.0),
@@ -102,9 +109,7 @@ def test_snoop_on_trees_with_bad_entries(fmt, width, seed):
     malformed pointer after its walk made the replay place the agent's writes wrongly)."""
     pa_bits = 52 if fmt == "ept" else 46
     tree = random_tree(seed, fmt, pa_bits, dense=True, bad=True)
-    cfg = ScanConfig(fmt=tree.fmt, pa_bits=pa_bits, report_cleared=True,
-                     large_page=LargePageConfig(warmup=0, threshold=0, top_k=8,
-                                                max_nonpresent=512))
+    cfg = snoop_config(tree.fmt, pa_bits=pa_bits)
     (hw, ref, kinds, log, traffic), = run_with_agent(
         tree, cfg, seed=seed, data_width=width, latency=5, gaps=0.3, rate=0.1,
         pa_bits=pa_bits)
@@ -121,9 +126,7 @@ def test_snoop_on_aliased_tables(fmt, width, seed, self_ref):
     does, and keeps every bit of the agent's writes but A and the engine-owned ones."""
     pa_bits = 52 if fmt == "ept" else 46
     tree = random_tree(seed, fmt, pa_bits, dense=True, alias=True, self_ref=self_ref)
-    cfg = ScanConfig(fmt=fmt, pa_bits=pa_bits, report_cleared=True,
-                     large_page=LargePageConfig(warmup=0, threshold=0, top_k=8,
-                                                max_nonpresent=512))
+    cfg = snoop_config(fmt, pa_bits=pa_bits)
     hw, ref, log, revisited = run_with_agent_anywhere(
         tree, cfg, seed=seed, data_width=width, latency=5, gaps=0.3, rate=0.1,
         pa_bits=pa_bits)
@@ -172,8 +175,7 @@ def test_snoop_lands_only_with_ready():
     """A source that keeps ``snoop.valid`` high while ``ready`` is low (legal for a stream):
     the write lands only with ``ready``, and the scanner acts on it only then."""
     tree = random_tree(326, "ia32e", 46, dense=True, leaf_tables=2)
-    cfg = ScanConfig(fmt=tree.fmt, report_cleared=True, large_page=LargePageConfig(
-        warmup=0, threshold=0, top_k=8, max_nonpresent=512))
+    cfg = snoop_config(tree.fmt)
     (hw, ref, kinds, log, traffic), = run_with_agent(
         tree, cfg, seed=326, data_width=256, latency=5, gaps=0.3, rate=0.3, eager=True,
         pa_bits=46)
@@ -186,9 +188,7 @@ def test_snoop_interleavings(width, seed, tables):
     read, between read and write-back, after the write-back. The result equals iter_pass
     replayed with the same interleaving; D is never lost, an A set after the read survives."""
     tree = random_tree(seed, "ept" if width == 64 else "npt", leaf_tables=tables, dense=True)
-    cfg = ScanConfig(fmt=tree.fmt, report_cleared=True, long_every=2, long_levels=2,
-                     long_need=1, large_page=LargePageConfig(warmup=0, threshold=0, top_k=8,
-                                                            max_nonpresent=512))
+    cfg = snoop_config(tree.fmt, long_every=2, long_levels=2, long_need=1)
     before = tree.mem.copy()
     (hw, ref, kinds, log, traffic), = run_with_agent(
         tree, cfg, seed=seed, data_width=width, latency=5, gaps=0.3, rate=0.05)
