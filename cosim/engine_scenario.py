@@ -20,7 +20,7 @@ import numpy as np
 
 from model import workload as wl
 from model.engine import Engine, EngineConfig
-from model.exit_detector import PteWrite
+from model.exit_detector import ExitConfig, PteWrite
 from model.pagetable import SIZE_4K
 from model.prefetcher import PrefetchConfig, PrefetchRequest
 from model.scanner import ScanConfig
@@ -29,7 +29,7 @@ from model.trace import TraceReader
 from model.walker import WalkerConfig, WalkRequest
 from thermocline.layouts import X86_ENTRY
 
-__all__ = ["ReplayConfig", "Scenario", "HEAP", "ENV"]
+__all__ = ["ReplayConfig", "Scenario", "engine_config", "HEAP", "ENV"]
 
 #: Guest-virtual base of the process heap.
 HEAP = 0x7F00_0000_0000
@@ -94,10 +94,29 @@ def _passes(cfg: ReplayConfig) -> tuple[int, list[list[tuple[int, bool]]]]:
     return npages, out
 
 
-class Scenario:
-    """The guest, its heap and the model engine for a :class:`ReplayConfig`."""
+def engine_config(params: dict | None = None, *, levels: int = 4) -> EngineConfig:
+    """The model twin of the RTL engine built with ``params`` (:class:`hdl.engine.Engine`
+    keywords; its defaults where absent): the same host format, physical-address width,
+    walk-cache sizes and exit-detector tables. ``levels``: the activity levels the scanner
+    is programmed with."""
+    params = dict(params or {})
+    host = params.get("host", "ept")
+    pa_bits = params.get("pa_bits", 52)
+    return EngineConfig(
+        walker=WalkerConfig(host=host, pa_bits=pa_bits, **params.get("walker", {})),
+        scan=ScanConfig(fmt=host, levels=levels, pa_bits=pa_bits),
+        prefetch=PrefetchConfig(host=host, pa_bits=pa_bits),
+        exit=ExitConfig(**params.get("exits", {})))
 
-    def __init__(self, cfg: ReplayConfig):
+
+class Scenario:
+    """The guest, its heap and the model engine for a :class:`ReplayConfig`, the model
+    configured as the RTL engine built with ``params`` is (:func:`engine_config`)."""
+
+    def __init__(self, cfg: ReplayConfig, params: dict | None = None):
+        if cfg.host != (params or {}).get("host", "ept"):
+            raise ValueError(f"the replay's host format {cfg.host!r} is not the engine's "
+                             f"{(params or {}).get('host', 'ept')!r}")
         self.cfg = cfg
         self.npages, self.passes = _passes(cfg)
         ram = 1 << max(24, (2 * self.npages * SIZE_4K - 1).bit_length())
@@ -107,11 +126,7 @@ class Scenario:
         for i, gpa in enumerate(self.frames):
             self.space.map(HEAP + i * SIZE_4K, gpa, US=1, RW=1)
         self.image = self.system.mem.copy()           # what the RTL's memory starts from
-        self.config = EngineConfig(
-            walker=WalkerConfig(host=cfg.host, tlb_entries=16, tlb_large_entries=4,
-                                pwc_entries=8),
-            scan=ScanConfig(fmt=cfg.host, levels=4),
-            prefetch=PrefetchConfig(host=cfg.host))
+        self.config = engine_config(params)
         self.engine = Engine(self.system.mem, hroot=self.system.hroot,
                              scan_root=self.system.host.root, config=self.config)
         self.cr3 = self.space.root

@@ -79,14 +79,21 @@ class Engine(wiring.Component):
     ----------
     host : "ept" or "npt"
         Host table format of the walker and the prefetcher.
+    pa_bits : int
+        Physical-address width of the walker, the scanner and the prefetcher, 32..52: the
+        host CPU's MAXPHYADDR, so that entry address bits at and above it are reserved (a
+        fault or a malformed entry) as they are for the CPU. The walker and the scanner
+        keep addresses, cache tags and frames this wide; ``m_axi`` stays 52 bits, the
+        high bits zero for their transfers.
     data_width : int
         ``m_axi`` data width, 64/128/256 (the scanner's width; the walker and the
         prefetcher make 64-bit transfers on it).
     walker : dict
         Walker cache sizes and options (:class:`hdl.walker.Walker` keywords except
-        ``host``).
+        ``host``, ``pa_bits`` and ``axi``).
     scanner : dict
-        Scanner parameters (:class:`hdl.scanner.Scanner` keywords except ``data_width``).
+        Scanner parameters (:class:`hdl.scanner.Scanner` keywords except ``data_width``
+        and ``pa_bits``).
     exits : dict
         Exit detector table sizes and thresholds (:class:`hdl.exit_detector.ExitDetector`).
     prefetch_burst : int
@@ -108,21 +115,25 @@ class Engine(wiring.Component):
     pte_write : guest PTE writes (``EXIT_EVENT`` with ``KIND`` 1)
     """
 
-    def __init__(self, *, host: str = "ept", data_width: int = 64, walker: dict | None = None,
-                 scanner: dict | None = None, exits: dict | None = None,
-                 prefetch_burst: int = 16, drop_depth: int = 8, clear_depth: int = 32):
+    def __init__(self, *, host: str = "ept", pa_bits: int = 52, data_width: int = 64,
+                 walker: dict | None = None, scanner: dict | None = None,
+                 exits: dict | None = None, prefetch_burst: int = 16, drop_depth: int = 8,
+                 clear_depth: int = 32):
         if host not in ("ept", "npt"):
             raise ValueError(f"Engine: host must be 'ept' or 'npt', got {host!r}")
+        if isinstance(pa_bits, bool) or not isinstance(pa_bits, int) \
+                or not 32 <= pa_bits <= 52:
+            raise ValueError(f"Engine: pa_bits must be an integer in 32..52, got {pa_bits!r}")
         self._host = host
+        self._pa_bits = pa_bits
         self._walker = dict(walker or {})
         self._scanner = dict(scanner or {})
         self._exits = dict(exits or {})
-        for key in ("host", "axi"):
-            if key in self._walker:
-                raise ValueError(f"Engine: walker parameter {key!r} is set by the engine")
-        if "data_width" in self._scanner:
-            raise ValueError("Engine: the scanner's data width is the engine's data_width")
-        self._scanner.setdefault("pa_bits", 52)
+        for unit, params, keys in (("walker", self._walker, ("host", "pa_bits", "axi")),
+                                   ("scanner", self._scanner, ("pa_bits", "data_width"))):
+            for key in keys:
+                if key in params:
+                    raise ValueError(f"Engine: {unit} parameter {key!r} is set by the engine")
         self._data_width = data_width
         self._prefetch_burst = prefetch_burst
         if not 1 <= drop_depth <= 256:
@@ -152,9 +163,13 @@ class Engine(wiring.Component):
         m = Module()
         self._pass_coherent = Signal()       # the pass scans an EPT or NPT tree
         self._scan_pending = Signal()        # a pass is wanted or its end not yet published
-        wk = m.submodules.walker = Walker(host=self._host, **self._walker)
-        sc = m.submodules.scanner = Scanner(data_width=self._data_width, **self._scanner)
-        pf = m.submodules.prefetcher = Prefetcher(host=self._host,
+        pa = self._pa_bits
+        wk = m.submodules.walker = Walker(
+            host=self._host, pa_bits=pa,
+            axi=AxiParams(addr_width=pa, data_width=64, id_width=4), **self._walker)
+        sc = m.submodules.scanner = Scanner(data_width=self._data_width, pa_bits=pa,
+                                            **self._scanner)
+        pf = m.submodules.prefetcher = Prefetcher(host=self._host, pa_bits=pa,
                                                    max_burst=self._prefetch_burst)
         ex = m.submodules.exits = ExitDetector(**self._exits)
         iv = m.submodules.interval = IntervalController()
@@ -167,7 +182,10 @@ class Engine(wiring.Component):
         ])
         connect(m, wk.m_axi, arb.walker)
         connect(m, pf.m_axi, arb.prefetch)
-        connect(m, arb.snoop, sc.snoop)
+        # The walker's addresses are below 2 ** pa_bits: the snooped address is its low bits.
+        m.d.comb += [sc.snoop.valid.eq(arb.snoop.valid), arb.snoop.ready.eq(sc.snoop.ready),
+                     sc.snoop.payload.addr.eq(arb.snoop.payload.addr[:pa]),
+                     sc.snoop.payload.data.eq(arb.snoop.payload.data)]
         connect(m, arb.m_axi, flipped(self.m_axi))
         connect(m, flipped(self.s_axil), rg.s_axil)
         m.d.comb += self.irq.eq(rg.irq)
@@ -433,7 +451,7 @@ class Engine(wiring.Component):
         m.d.sync += word.eq(rg.lp_cand.addr[:2])
         m.d.comb += sc.cand_addr.eq(rg.lp_cand.addr[2:])
         c = sc.cand_data
-        entry = c.entry_addr.as_unsigned()
+        entry = Cat(c.entry_addr.as_unsigned(), Const(0, 52 - self._pa_bits))   # 52 bits
         region = c.region.as_unsigned()
         with m.Switch(word):
             with m.Case(0):
@@ -494,8 +512,10 @@ class Engine(wiring.Component):
 
 
 #: The engine as built for a small FPGA: small walk caches, a 64-bit scanner with a short
-#: read-ahead window, small exit-detector tables.
+#: read-ahead window, small exit-detector tables, and 46-bit physical addresses (the
+#: MAXPHYADDR of many server CPUs). The co-simulation replays this configuration too.
 SMALL = dict(
+    pa_bits=46,
     walker=dict(tlb_entries=8, tlb_large_entries=2, pwc_entries=4),
     scanner=dict(max_levels=8, top_k_max=8, max_reads=4, burst_beats=16, max_writes=8,
                  window=16),

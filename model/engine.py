@@ -32,7 +32,8 @@ __all__ = ["EngineConfig", "Engine", "PassReport"]
 class EngineConfig:
     """Configuration of every unit. The scanner's host format must match the walker's for
     EPT/NPT scanning; a shadow IA-32e table (``scan.fmt == "ia32e"``) is independent of the
-    walker's tables and needs no coherence."""
+    walker's tables and needs no coherence. The walker, the scanner and the prefetcher have
+    one physical-address width (``pa_bits``, the host's MAXPHYADDR)."""
 
     walker: WalkerConfig = field(default_factory=WalkerConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
@@ -45,6 +46,11 @@ class EngineConfig:
         if self.scan.fmt != "ia32e" and self.scan.fmt != self.walker.host:
             raise ValueError(f"scanner format {self.scan.fmt!r} must match the walker's host "
                              f"format {self.walker.host!r} (or be 'ia32e' for a shadow table)")
+        widths = {"walker": self.walker.pa_bits, "scanner": self.scan.pa_bits,
+                  "prefetcher": self.prefetch.pa_bits}
+        if len(set(widths.values())) != 1:
+            raise ValueError("every unit sees the same physical addresses: pa_bits must "
+                             f"agree, got {widths}")
         if self.prefetch.host != self.walker.host:
             raise ValueError(f"prefetcher host format {self.prefetch.host!r} must match the "
                              f"walker's {self.walker.host!r}")

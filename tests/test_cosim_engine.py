@@ -3,7 +3,7 @@ cosim/tb_engine.py): a synthetic workload here; ``make demo`` replays the bundle
 
 import pytest
 
-from hdl.engine import Engine
+from hdl.engine import SMALL, Engine
 from thermocline.demo_rtl import ENGINE_PARAMS
 
 pytest.importorskip("cocotb_tools.runner")
@@ -16,6 +16,12 @@ def engine_sim():
     return build("engine", lambda **p: Engine(**p), ENGINE_PARAMS)
 
 
+@pytest.fixture(scope="module")
+def small_sim():
+    """The configuration ``make synth`` builds as ``engine-small``."""
+    return build("engine", lambda **p: Engine(**p), SMALL)
+
+
 @pytest.mark.parametrize("workload", ["zipf", "shifting"])
 def test_replay(engine_sim, workload, tmp_path):
     cfg = ReplayConfig(host="ept", workload=workload, npages=1024, passes=3, max_walks=300,
@@ -24,6 +30,17 @@ def test_replay(engine_sim, workload, tmp_path):
                             extra_env=cfg.to_env())
     assert result.tests == 1
     print(f"\n{workload}: {result.metrics}")
+
+
+def test_replay_small(small_sim, tmp_path):
+    """The synthesized small engine (its model twin with the same caches, tables and
+    physical-address width)."""
+    cfg = ReplayConfig(host="ept", workload="zipf", npages=1024, passes=3, max_walks=300,
+                       swap_out=128, faults=4, exit_pages=600, seed=2)
+    result = small_sim.run("cosim.tb_engine", testcase="replay", seed=2,
+                           extra_env=cfg.to_env())
+    assert result.tests == 1
+    print(f"\nsmall: {result.metrics}")
 
 
 def test_registers_mid_pass(engine_sim):
@@ -39,11 +56,13 @@ def test_registers_mid_pass(engine_sim):
     ("continuous_scanning_waits_for_ack", 2, 50),
     ("ia32e_pass_keeps_walker_caches", 1, 8),
 ])
-def test_directed(engine_sim, testcase, passes, max_walks):
-    """The directed engine tests of cosim/tb_engine.py, each on a small uniform workload."""
+@pytest.mark.parametrize("sim", ["engine_sim", "small_sim"])
+def test_directed(request, sim, testcase, passes, max_walks):
+    """The directed engine tests of cosim/tb_engine.py, each on a small uniform workload,
+    on the default engine and on the small one."""
     cfg = ReplayConfig(host="ept", workload="uniform", npages=512, passes=passes,
                        max_walks=max_walks)
-    result = engine_sim.run("cosim.tb_engine", testcase=testcase, seed=1,
+    result = request.getfixturevalue(sim).run("cosim.tb_engine", testcase=testcase, seed=1,
                             extra_env=cfg.to_env())
     assert result.tests == 1
 

@@ -79,6 +79,13 @@ def test_mismatched_formats_are_refused():
                  prefetch=PrefetchConfig(host="npt"))
 
 
+def test_mismatched_address_widths_are_refused():
+    with pytest.raises(ValueError, match="pa_bits must agree.*'scanner': 52"):
+        EngineConfig(walker=WalkerConfig(pa_bits=46), prefetch=PrefetchConfig(pa_bits=46))
+    EngineConfig(walker=WalkerConfig(pa_bits=46), scan=ScanConfig(pa_bits=46),
+                 prefetch=PrefetchConfig(pa_bits=46))
+
+
 def test_guest_a_bits_are_set_by_walks(sysx):
     s, sp, data, e = sysx
     touch(s, sp, e, 3)

@@ -15,7 +15,7 @@ from thermocline.export import export, main
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("verilog")
-    export(out, host="ept", data_width=128)
+    export(out, host="ept", pa_bits=46, data_width=128)   # m_axi stays 52 bits wide
     return out
 
 
@@ -29,6 +29,7 @@ def test_ports(exported):
         assert f"s_axil_{name}" in ports
     assert ports["m_axi_awvalid"]["dir"] == "out" and ports["m_axi_awready"]["dir"] == "in"
     assert ports["m_axi_rdata"] == {"dir": "in", "width": 128}
+    assert ports["m_axi_araddr"] == {"dir": "out", "width": 52}
     assert ports["s_axil_awvalid"]["dir"] == "in" and ports["s_axil_rdata"]["dir"] == "out"
     assert ports["irq"]["dir"] == "out" and ports["aresetn"]["dir"] == "in"
     assert ports["walk_req_valid"]["dir"] == "in" and ports["walk_req_ready"]["dir"] == "out"
@@ -50,8 +51,14 @@ def test_verilator_lint(exported):
     assert r.returncode == 0, r.stderr[-3000:]
 
 
-def test_bad_arguments(capsys):
+@pytest.mark.parametrize("argv,message", [
+    (["--data-width", "100"], "invalid choice"),
+    (["--pa-bits", "53"], "--pa-bits: must be 32..52, got 53"),
+    (["--pa-bits", "31"], "--pa-bits: must be 32..52, got 31"),
+    (["--pa-bits", "4x"], "--pa-bits: not an integer: '4x'"),
+])
+def test_bad_arguments(capsys, argv, message):
     with pytest.raises(SystemExit) as e:
-        main(["--data-width", "100"])
+        main(argv)
     assert e.value.code == 2
-    assert "invalid choice" in capsys.readouterr().err
+    assert message in capsys.readouterr().err

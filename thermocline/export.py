@@ -11,8 +11,8 @@ The top module ``thermocline_engine`` wraps :class:`hdl.engine.Engine`:
   vector; bit layouts in ``thermocline/layouts.py``): ``walk_req``/``walk_resp``,
   ``fault``/``prefetch``, ``pte_write``; and ``prefetch_drop``.
 
-``python -m thermocline.export --out DIR [--host ept|npt] [--data-width 64|128|256]``
-writes ``DIR/thermocline_engine.v``, the register header ``DIR/thermocline_regs.h`` and
+``python -m thermocline.export --out DIR [--host ept|npt] [--pa-bits 32..52]
+[--data-width 64|128|256]`` writes ``DIR/thermocline_engine.v``, the register header ``DIR/thermocline_regs.h`` and
 ``DIR/ports.json`` (every port with its direction and width).
 """
 
@@ -101,14 +101,27 @@ def export(out: Path, **engine) -> dict:
     return ports
 
 
+def _pa_bits(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 32 <= value <= 52:
+        raise argparse.ArgumentTypeError(f"must be 32..52, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m thermocline.export",
                                 description="Write the engine's Verilog with FPGA port names.")
     p.add_argument("--out", type=Path, default=Path("build/verilog"))
     p.add_argument("--host", choices=("ept", "npt"), default="ept")
+    p.add_argument("--pa-bits", type=_pa_bits, default=52, metavar="32..52",
+                   help="the host CPU's physical-address width (MAXPHYADDR)")
     p.add_argument("--data-width", type=int, choices=(64, 128, 256), default=64)
     args = p.parse_args(argv)
-    ports = export(args.out, host=args.host, data_width=args.data_width)
+    ports = export(args.out, host=args.host, pa_bits=args.pa_bits,
+                   data_width=args.data_width)
     print(f"wrote {args.out / 'thermocline_engine.v'} ({len(ports)} ports), "
           f"{args.out / 'thermocline_regs.h'}, {args.out / 'ports.json'}")
     return 0
