@@ -21,6 +21,7 @@ import numpy as np
 from model import workload as wl
 from model.engine import Engine, EngineConfig
 from model.exit_detector import ExitConfig, PteWrite
+from model.memory import PhysMem
 from model.pagetable import SIZE_4K
 from model.prefetcher import PrefetchConfig, PrefetchRequest
 from model.scanner import ScanConfig
@@ -131,6 +132,12 @@ class Scenario:
                              scan_root=self.system.host.root, config=self.config)
         self.cr3 = self.space.root
         self.hroot = self.system.hroot
+
+    def restart(self, mem: PhysMem):
+        """A fresh model engine (caches, tables, counters and interval controller empty) on
+        ``mem``: the twin of the RTL engine after a reset, on the memory the reset left."""
+        self.engine = Engine(mem, hroot=self.hroot, scan_root=self.system.host.root,
+                             config=self.config)
 
     # --- steps -----------------------------------------------------------------------------
 

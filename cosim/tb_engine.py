@@ -123,13 +123,26 @@ class EngineTB:
         assert not self.errors, f"[seed {self.seed}] " + "\n".join(self.errors[:5])
 
     async def start(self):
-        """Reset, then program what every step needs: the scanned tree and its host root,
-        the host format, every interrupt cause enabled."""
+        """Reset, then :meth:`program`."""
+        await self.reset(4)
+        await self.program()
+
+    async def reset(self, cycles: int):
+        """Hold reset for ``cycles`` cycles (the memory drops its bursts in flight with it);
+        whatever the testbench still had to send or expected back is forgotten."""
         dut = self.dut
         dut.rst.value = 1
-        await ClockCycles(dut.clk, 4)
+        for driver in (self.walks, self.faults, self.ptes):
+            driver.clear()
+        self.expected.clear()
+        await ClockCycles(dut.clk, cycles)
         dut.rst.value = 0
         await ClockCycles(dut.clk, 4)
+        self.pf_words.clear()
+
+    async def program(self):
+        """Program what every step needs: the scanned tree and its host root, the host
+        format, every interrupt cause enabled."""
         await self.write("SCAN_ROOT", self.sc.system.host.root)
         await self.write("SCAN_HROOT", self.sc.hroot)
         if self.cfg.host == "npt":
@@ -596,6 +609,60 @@ async def ia32e_pass_keeps_walker_caches(dut):
     hits = await _tlb_hits(tb, CACHED)          # as many as the model's, which kept them all
     assert hits > 0, f"[seed {tb.seed}] no cached page of {region:#x}.. to keep"
     tb.check_image("at the end")
+
+
+@cocotb.test()
+async def reset_mid_operation(dut):
+    """Reset at a random cycle while every unit works: demand walks, a scan pass, a prefetch
+    request and guest PTE writes in flight (the memory drops its bursts with the reset, as
+    AXI's common ``ARESETn`` does). After it the engine answers nothing of the abandoned
+    work, shows idle, and its registers, interrupt and counters read their reset values.
+    Programmed again, it equals a fresh model engine on the memory the reset left (walks,
+    a scan pass, a prefetch). Twice, at different cycles."""
+    tb = EngineTB(dut, ReplayConfig.from_env())
+    sc = tb.sc
+    await tb.start()
+    await _walks(tb, sc.passes[0])
+    due = REGMAP["STATUS"].field("PASS_DUE").mask          # (the first pass is due at once)
+    idle_regs = {"STATUS": due, "IRQ_CAUSE": 0, "EXIT_DROP_STATUS": 0, "LP_COUNT": 0,
+                 "WALK_REQUESTS": 0, "WALK_MEM_READS": 0, "EXIT_EVENTS": 0,
+                 "SCAN_LAST_PASS": REGMAP["SCAN_LAST_PASS"].reset,
+                 "SCAN_ROOT": REGMAP["SCAN_ROOT"].reset}
+    for k in range(2):
+        for page, write in sc.passes[1]:
+            tb.walks.send(sc.walk(page, write))
+        await tb.write("SCAN_PASS_INDEX", k)
+        await tb.write("SCAN_CMD", REGMAP["SCAN_CMD"].pack(START=1, SET_INDEX=1))
+        tb.faults.send(sc.fault(sc.passes[1][0][0]))
+        for _, event in sc.exit_writes()[:16]:
+            tb.ptes.send(event)
+        when = tb.rng.randrange(50, 2000)
+        await ClockCycles(dut.clk, when)
+        assert (await tb.read("STATUS")) & REGMAP["STATUS"].field("SCAN_BUSY").mask, \
+            f"[seed {tb.seed}] the pass had already ended at cycle {when}"
+        await tb.reset(tb.rng.randrange(1, 4))
+        await ClockCycles(dut.clk, 500)
+        tb.check()                                   # (no answer to an abandoned request)
+        assert not tb.pf_words, f"[seed {tb.seed}] prefetch records after the reset"
+        assert dut.irq.value == 0, f"[seed {tb.seed}] irq high after the reset"
+        got = {name: await tb.read(name) for name in idle_regs}
+        assert got == idle_regs, f"[seed {tb.seed}] reset at cycle {when}: registers " \
+                                 f"{got}, expected {idle_regs}"
+        sc.restart(tb.mem.dump())
+        await tb.program()
+        await _walks(tb, sc.passes[0])
+        await scan_pass(tb, 0)
+        req = sc.fault(sc.passes[0][0][0])
+        tb.faults.send(req)
+        for _ in range(20_000):
+            await ClockCycles(dut.clk, 8)
+            if tb.pf_words and (tb.pf_words[-1] >> 3) & 1:
+                break
+        hw, want = decode_records(tb.pf_words), sc.engine.fault(req)
+        assert same(hw, want), f"[seed {tb.seed}] prefetch after reset {k}: hw {hw} " \
+                               f"model {want}"
+        tb.pf_words.clear()
+        tb.check_image(f"after reset {k}")
 
 
 def probe(dut) -> str:
