@@ -1356,15 +1356,17 @@ class Scanner(wiring.Component):
             ~rd2_err & ~ra_malf & ~ra_leaf & ~ra_table, ~rd2_err & ra_malf,
             ~rd2_err & ra_leaf, ~rd2_err & ra_table))
         # A push lands at ``hf_n``, one place lower if the head is popped: both cases are
-        # decoded without the pop, which selects between them last.
+        # decoded without the pop, which selects between them last. The places are loaded
+        # from ``rd2`` whether or not the window is dropped (``w_inval``, late in the cycle):
+        # a drop empties the queue (``hf_n``), so what they hold then is never read.
         for i in range(4):
             with m.If(hf_pop):
-                with m.If(hf_push & (hf_n == i + 1)):
+                with m.If(rd2 & (hf_n == i + 1)):
                     m.d.sync += hf[i].eq(hf_new)
                 if i < 3:
                     with m.Else():
                         m.d.sync += hf[i].eq(hf[i + 1])
-            with m.Elif(hf_push & (hf_n == i)):
+            with m.Elif(rd2 & (hf_n == i)):
                 m.d.sync += hf[i].eq(hf_new)
         with m.If(w_inval):
             m.d.sync += hf_n.eq(0)
