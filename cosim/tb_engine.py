@@ -43,6 +43,7 @@ from hdl.exit_detector import COUNTERS as EXIT_COUNTERS
 from hdl.scanner import STAT_NAMES
 from hdl.walker import COUNTERS as WALK_COUNTERS
 from model.entries import host_format
+from model.walker import FaultKind
 from thermocline.layouts import X86_ENTRY
 from thermocline.regmap import REGMAP
 
@@ -187,6 +188,11 @@ class EngineTB:
         assert not diff, (f"[seed {self.seed}] {context}: memory differs (addr, rtl, model): "
                           f"{[(hex(a), hex(x), hex(y)) for a, x, y in diff]}")
         self.checked["images"] += 1
+
+    def poison(self, addr: int, resp: str):
+        """Make both memories answer ``resp`` (SLVERR or DECERR) for the word at ``addr``."""
+        self.mem.fail_address(addr, resp)
+        self.sc.engine.mem.poison(addr, resp)
 
     def poke(self, addr: int, value: int):
         """A write by software (the hypervisor or the guest) to both memories."""
@@ -608,6 +614,47 @@ async def ia32e_pass_keeps_walker_caches(dut):
     await tb.write("SCAN_ROOT", sc.system.host.root)
     hits = await _tlb_hits(tb, CACHED)          # as many as the model's, which kept them all
     assert hits > 0, f"[seed {tb.seed}] no cached page of {region:#x}.. to keep"
+    tb.check_image("at the end")
+
+
+@cocotb.test()
+async def bus_errors(dut):
+    """AXI error responses go back through the arbiter to the unit whose access failed: a
+    demand walk whose host leaf answers SLVERR faults with the model's ``bus_error``; the
+    scan pass counts the entries that fail and raises ``BUS_ERROR``; a prefetch whose guest
+    PTE window holds a DECERR word answers as the model's does. The other walks still hit,
+    and the memory image equals the model's."""
+    tb = await _started_with_cached(dut)
+    sc = tb.sc
+    walk_page, pf_page = 300, 400
+    tb.poison(sc.system.host.entry_addr(sc.frames[walk_page], 1), "SLVERR")
+    pte = sc.system.gphys.hpa(sc.space.entry_addr(HEAP + (pf_page + 1) * 4096, 1))
+    tb.poison(pte, "DECERR")
+    await _walks(tb, [(walk_page, False), (walk_page + 1, True)])   # compared with the model
+    faults = await tb.read("WALK_FAULT_BUS_ERROR")
+    assert faults == sc.engine.walker.counters.faults.get(FaultKind.BUS_ERROR, 0) == 1, \
+        f"[seed {tb.seed}] {faults} bus-error faults (the model's: 1)"
+    assert await _tlb_hits(tb, CACHED) > 0
+    await tb.write("SCAN_PASS_INDEX", 0)
+    await tb.write("SCAN_CMD", REGMAP["SCAN_CMD"].pack(START=1, SET_INDEX=1))
+    cause = await tb.wait_irq("PASS_DONE", 4_000_000)
+    assert cause & REGMAP["IRQ_CAUSE"].field("BUS_ERROR").mask, \
+        f"[seed {tb.seed}] a pass over a failing entry raised no BUS_ERROR ({cause:#x})"
+    await check_pass(tb, 0, cause)                      # bus_errors compared there
+    for addr, word in sc.swap_out_words([pf_page]):
+        tb.poke(addr, word)
+    await tb.write("WALK_INV_CMD", REGMAP["WALK_INV_CMD"].pack(OP=0))
+    await ClockCycles(dut.clk, 64)
+    sc.engine.walker.invalidate_all()
+    req = sc.fault(pf_page)
+    tb.faults.send(req)
+    for _ in range(20_000):
+        await ClockCycles(dut.clk, 8)
+        if tb.pf_words and (tb.pf_words[-1] >> 3) & 1:
+            break
+    hw, want = decode_records(tb.pf_words), sc.engine.fault(req)
+    assert same(hw, want), f"[seed {tb.seed}] prefetch: hw {hw} model {want}"
+    assert want.status == "bus_error", f"model status {want.status}"
     tb.check_image("at the end")
 
 
