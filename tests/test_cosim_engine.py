@@ -43,6 +43,23 @@ def test_replay_small(small_sim, tmp_path):
     print(f"\nsmall: {result.metrics}")
 
 
+@pytest.fixture(scope="module")
+def npt_wide_sim():
+    """An engine for AMD hosts (NPT) on a 128-bit bus."""
+    return build("engine", lambda **p: Engine(**p), dict(host="npt", data_width=128))
+
+
+def test_replay_npt_wide(npt_wide_sim, tmp_path):
+    """Nested paging over NPT, the scanner on a 128-bit bus, the walker and the prefetcher
+    making 64-bit transfers on it."""
+    cfg = ReplayConfig(host="npt", workload="shifting", npages=1024, passes=3,
+                       max_walks=300, swap_out=128, faults=4, exit_pages=600, seed=3)
+    result = npt_wide_sim.run("cosim.tb_engine", testcase="replay", seed=3,
+                              extra_env=cfg.to_env())
+    assert result.tests == 1
+    print(f"\nnpt, 128-bit: {result.metrics}")
+
+
 def test_registers_mid_pass(engine_sim):
     cfg = ReplayConfig(host="ept", workload="uniform", npages=1024, passes=2, max_walks=200)
     result = engine_sim.run("cosim.tb_engine", testcase="registers_mid_pass", seed=1,
