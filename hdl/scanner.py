@@ -1119,17 +1119,43 @@ class Scanner(wiring.Component):
             dfs_end.eq((phase == _PH_RUN) & (ds == _DS_UPPER) & (pos == _ENTRIES)),
             dfs_return.eq(dfs_end & (lvl != 4)),
         ]
+        # Page compares for a write that lands (``sn_any``). Its address is the one offered
+        # in the cycle before (the contract), so they are registered from that cycle:
+        # against each page's value then, or, for a page loaded at the end of that cycle,
+        # against what it was loaded from (``cur_from``, ``e_from_hd``). The compares that
+        # answer for the offer itself (``ready``, a cycle ahead) stay combinational.
+        # ``pf_page`` is loaded only while the read-ahead is idle, and a landing write
+        # matters to it only once its reads are issued, a cycle later at the earliest; the
+        # kept parent's address does not change while a leaf table is walked (``e_act``),
+        # nor as the walk takes the parent.
+        eq_cur, eq_hd, eq_tbl3, eq_root, eq_e, eq_pf, eq_par = (
+            Signal(name=f"land_eq_{k}") for k in ("cur", "hd", "tbl3", "root", "e", "pf",
+                                                  "par"))
+        m.d.sync += [
+            eq_cur.eq(sn_page == cur_tbl), eq_hd.eq(sn_page == hd_child),
+            eq_tbl3.eq(sn_page == tbl3), eq_root.eq(sn_page == root),
+            eq_e.eq(sn_page == e_page), eq_pf.eq(sn_page == pf_page),
+            eq_par.eq(sn.addr[3:pa] == p_addr[3:]),
+        ]
+        cur_from = Signal(2)                 # cur_tbl was: kept, hd_child, tbl3, root
+        e_from_hd = Signal()                 # e_page was loaded from hd_child
+        land_cur = Signal()                  # the landing write is to cur_tbl
+        land_e = Signal()                    # ... to e_page
+        m.d.comb += [
+            land_cur.eq(Array([eq_cur, eq_hd, eq_tbl3, eq_root])[cur_from]),
+            land_e.eq(Mux(e_from_hd, eq_hd, eq_e)),
+        ]
         sn_cur = Signal()                    # a snoop of the entry the walk takes now
         sn_at_walk = Signal()                # the offer's address is the walk's entry
         m.d.comb += [
             sn_at_walk.eq((sn_page == cur_tbl) & (sn_idx == pos[:9])),
-            sn_cur.eq(sn_any & sn_at_walk & dfs_proc),
+            sn_cur.eq(sn_any & land_cur & (sn_idx == pos[:9]) & dfs_proc),
         ]
         sn_at_parent = Signal()              # the offered write is to the kept parent
         sn_parent = Signal()                 # ... and it lands now
         m.d.comb += [
             sn_at_parent.eq(sn.addr[3:pa] == p_addr[3:]),
-            sn_parent.eq(sn_any & e_act & sn_at_parent),
+            sn_parent.eq(sn_any & e_act & eq_par),
         ]
         # A landed write to the parent is applied to the kept value a cycle later; until then
         # (``snp_r``) the update neither proceeds nor commits. That includes a write landing
@@ -1143,7 +1169,7 @@ class Scanner(wiring.Component):
 
         # ================================================================== read-ahead match
         pf_hit_snoop = Signal()
-        m.d.comb += pf_hit_snoop.eq(sn_any & (pf_st == _PF_ISSUE) & (sn_page == pf_page))
+        m.d.comb += pf_hit_snoop.eq(sn_any & (pf_st == _PF_ISSUE) & eq_pf)
         adopt = Signal()
         # (The read-ahead is dropped whenever the window is, so the entry the walk takes at
         # pf_idx is the one the lookahead found: same value, same table.)
@@ -1173,7 +1199,7 @@ class Scanner(wiring.Component):
         err_restart = Signal()
         m.d.comb += err_restart.eq((rf_n != 0) & head_wide_err & e_act & (ds == _DS_LEAF))
         sn_restart = Signal()
-        m.d.comb += sn_restart.eq(sn_any & e_act & (sn_page == e_page)
+        m.d.comb += sn_restart.eq(sn_any & e_act & land_e
                                   & Mux(mv_leaf, sn_idx >= e_take_p, sn_idx >= e_take)
                                   & (sn_idx < e_iss))
         e_restart = Signal()
@@ -1181,7 +1207,7 @@ class Scanner(wiring.Component):
 
         # ================================================================== window drops
         sn_win = Signal()
-        m.d.comb += sn_win.eq(sn_any & (sn_page == cur_tbl) & (phase == _PH_RUN)
+        m.d.comb += sn_win.eq(sn_any & land_cur & (phase == _PH_RUN)
                               & ((sn_idx > pos) | ((sn_idx == pos[:9]) & (pos < _ENTRIES)
                                                    & (ds == _DS_UPPER) & ~dfs_proc)))
         # Writes into the window ahead of the walk (own or snooped) drop it one cycle later;
@@ -1485,7 +1511,8 @@ class Scanner(wiring.Component):
             f_in = Signal(64, name=f"f_in{i}")
             m.d.comb += f_in.eq(Mux(u1_valid, u1_F, rfh.data[64 * i:64 * (i + 1)]))
             ld_hit = Signal(name=f"ld_hit{i}")
-            m.d.comb += ld_hit.eq(sn_any & mv_leaf & sn_at_head & (sn_lane == i))
+            m.d.comb += ld_hit.eq(sn_any & mv_leaf & land_e
+                                  & (sn_beat == rfh.idx[lane_bits:9]) & (sn_lane == i))
             with m.If(mv_up | mv_leaf):
                 m.d.sync += [
                     s1_F[i].eq(f_in),
@@ -1717,6 +1744,7 @@ class Scanner(wiring.Component):
         lvl_nx = Signal(3)
         tbl_nx = Signal(pw)
         m.d.comb += [lvl_nx.eq(lvl), tbl_nx.eq(cur_tbl)]
+        m.d.sync += [cur_from.eq(0), e_from_hd.eq(0)]
         with m.If(phase == _PH_RUN):
             with m.Switch(ds):
                 with m.Case(_DS_UPPER):
@@ -1724,13 +1752,14 @@ class Scanner(wiring.Component):
                         m.d.comb += pos_nx.eq(pos + 1)
                     with m.If(dfs_descend):
                         m.d.comb += [pos_nx.eq(0), tbl_nx.eq(hd_child), lvl_nx.eq(lvl - 1)]
+                        m.d.sync += cur_from.eq(1)
                         with m.If(lvl == 4):
                             m.d.sync += idx4.eq(pos[:9])
                         with m.Else():
                             m.d.sync += [idx3.eq(pos[:9]), tbl3.eq(cur_tbl)]
                     with m.If(dfs_leaftab):
                         m.d.sync += [
-                            ds.eq(_DS_LEAF), e_act.eq(1), e_page.eq(hd_child),
+                            ds.eq(_DS_LEAF), e_act.eq(1), e_page.eq(hd_child), e_from_hd.eq(1),
                             e_va.eq(cur_va), e_take.eq(0), e_take_p.eq(lanes), e_arr.eq(0),
                             e_narrow.eq(0),
                             p_C.eq(hd.e), p_child.eq(hd_child),
@@ -1743,8 +1772,10 @@ class Scanner(wiring.Component):
                     with m.If(dfs_return):
                         with m.If(lvl == 2):
                             m.d.comb += [pos_nx.eq(idx3 + 1), tbl_nx.eq(tbl3), lvl_nx.eq(3)]
+                            m.d.sync += cur_from.eq(2)
                         with m.Else():
                             m.d.comb += [pos_nx.eq(idx4 + 1), tbl_nx.eq(root), lvl_nx.eq(4)]
+                            m.d.sync += cur_from.eq(3)
                     with m.If(dfs_end & (lvl == 4)):
                         m.d.sync += ds.eq(_DS_FIN)
                 with m.Case(_DS_LEAF):
@@ -1851,7 +1882,8 @@ class Scanner(wiring.Component):
                 with m.Elif(clr_left == 0):
                     m.d.sync += [
                         phase.eq(_PH_RUN), init_tab.eq(0), tbl_root.eq(1),
-                        ds.eq(_DS_UPPER), lvl.eq(4), cur_tbl.eq(root), pos.eq(0),
+                        ds.eq(_DS_UPPER), lvl.eq(4), cur_tbl.eq(root), cur_from.eq(3),
+                        pos.eq(0),
                         w_iss.eq(0), w_arr.eq(0), w_rd.eq(0), hf_n.eq(0),
                         la.eq(1), lb_addr.eq(1), la_reset.eq(1), e_act.eq(0),
                         pf_st.eq(_PF_IDLE), w_armed.eq(0), e_armed.eq(0), pf_armed.eq(0),
