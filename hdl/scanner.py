@@ -527,6 +527,7 @@ class Scanner(wiring.Component):
         pass_ctr = Signal(32)
         root = Signal(pw)
         phase = Signal(3)
+        walk_upper = Signal()                # phase RUN and ds UPPER, as a flip-flop of its own
         m.d.comb += self.busy.eq((phase == _PH_INIT) | (phase == _PH_RUN)
                                  | (phase == _PH_FLUSH))
 
@@ -732,6 +733,7 @@ class Scanner(wiring.Component):
         # shifts on every pop, so the walk's entry is always ``hf[0]`` (no read multiplexer
         # in front of the walk's decode).
         hf_n = Signal(range(5))
+        hf_any = Signal()                    # hf_n != 0, as a flip-flop of its own
         hf_lay = data.StructLayout({"idx": _IDX_BITS, "err": 1, "e": 64, "absent": 1,
                                     "malformed": 1, "leaf": 1, "table": 1})
         hf = Array(Signal(hf_lay, name=f"hf{i}") for i in range(4))
@@ -1086,8 +1088,7 @@ class Scanner(wiring.Component):
         hd_child = Signal(pw)
         m.d.comb += hd_child.eq(page_of(hd.e & amask))
         cur_ok = Signal()
-        m.d.comb += cur_ok.eq((hf_n != 0) & (pos < _ENTRIES) & (ds == _DS_UPPER)
-                              & (phase == _PH_RUN) & ~inv_r)
+        m.d.comb += cur_ok.eq(hf_any & (pos < _ENTRIES) & walk_upper & ~inv_r)
         cur_va = Signal(VA_BITS)
         cur_va0 = Signal(VA_BITS)
         m.d.comb += [cur_va.eq(va_at(pos)), cur_va0.eq(va_at(pos & (1023 & ~(lanes - 1))))]
@@ -1116,7 +1117,7 @@ class Scanner(wiring.Component):
         dfs_end = Signal()
         dfs_return = Signal()
         m.d.comb += [
-            dfs_end.eq((phase == _PH_RUN) & (ds == _DS_UPPER) & (pos == _ENTRIES)),
+            dfs_end.eq(walk_upper & (pos == _ENTRIES)),
             dfs_return.eq(dfs_end & (lvl != 4)),
         ]
         # Page compares for a write that lands (``sn_any``). Its address is the one offered
@@ -1394,10 +1395,12 @@ class Scanner(wiring.Component):
                         m.d.sync += hf[i].eq(hf[i + 1])
             with m.Elif(rd2 & (hf_n == i)):
                 m.d.sync += hf[i].eq(hf_new)
+        hf_n_nx = Signal.like(hf_n)
+        m.d.comb += hf_n_nx.eq(hf_n + hf_push - hf_pop)
         with m.If(w_inval):
-            m.d.sync += hf_n.eq(0)
+            m.d.sync += [hf_n.eq(0), hf_any.eq(0)]
         with m.Else():
-            m.d.sync += hf_n.eq(hf_n + hf_push - hf_pop)
+            m.d.sync += [hf_n.eq(hf_n_nx), hf_any.eq(hf_n_nx != 0)]
 
         # ================================================================== lookahead
         # A stream of reads from ``lb_addr`` (at most three ahead of ``la``), registered,
@@ -1759,7 +1762,8 @@ class Scanner(wiring.Component):
                             m.d.sync += [idx3.eq(pos[:9]), tbl3.eq(cur_tbl)]
                     with m.If(dfs_leaftab):
                         m.d.sync += [
-                            ds.eq(_DS_LEAF), e_act.eq(1), e_page.eq(hd_child), e_from_hd.eq(1),
+                            ds.eq(_DS_LEAF), walk_upper.eq(0), e_act.eq(1), e_page.eq(hd_child),
+                            e_from_hd.eq(1),
                             e_va.eq(cur_va), e_take.eq(0), e_take_p.eq(lanes), e_arr.eq(0),
                             e_narrow.eq(0),
                             p_C.eq(hd.e), p_child.eq(hd_child),
@@ -1777,14 +1781,14 @@ class Scanner(wiring.Component):
                             m.d.comb += [pos_nx.eq(idx4 + 1), tbl_nx.eq(root), lvl_nx.eq(4)]
                             m.d.sync += cur_from.eq(3)
                     with m.If(dfs_end & (lvl == 4)):
-                        m.d.sync += ds.eq(_DS_FIN)
+                        m.d.sync += [ds.eq(_DS_FIN), walk_upper.eq(0)]
                 with m.Case(_DS_LEAF):
                     with m.If(take_nx == _ENTRIES):
                         m.d.sync += ds.eq(_DS_PARENT)
                 with m.Case(_DS_PARENT):
                     with m.If(par_act | par_skip):
                         m.d.comb += pos_nx.eq(pos + 1)
-                        m.d.sync += [ds.eq(_DS_UPPER), e_act.eq(0)]
+                        m.d.sync += [ds.eq(_DS_UPPER), walk_upper.eq(1), e_act.eq(0)]
         m.d.sync += [pos.eq(pos_nx), cur_tbl.eq(tbl_nx), lvl.eq(lvl_nx)]
 
         # ================================================================== statistics
@@ -1882,9 +1886,10 @@ class Scanner(wiring.Component):
                 with m.Elif(clr_left == 0):
                     m.d.sync += [
                         phase.eq(_PH_RUN), init_tab.eq(0), tbl_root.eq(1),
-                        ds.eq(_DS_UPPER), lvl.eq(4), cur_tbl.eq(root), cur_from.eq(3),
+                        ds.eq(_DS_UPPER), walk_upper.eq(1), lvl.eq(4), cur_tbl.eq(root),
+                        cur_from.eq(3),
                         pos.eq(0),
-                        w_iss.eq(0), w_arr.eq(0), w_rd.eq(0), hf_n.eq(0),
+                        w_iss.eq(0), w_arr.eq(0), w_rd.eq(0), hf_n.eq(0), hf_any.eq(0),
                         la.eq(1), lb_addr.eq(1), la_reset.eq(1), e_act.eq(0),
                         pf_st.eq(_PF_IDLE), w_armed.eq(0), e_armed.eq(0), pf_armed.eq(0),
                         u1_valid.eq(0), rf_n.eq(0), rf_head.eq(0), p_sub.eq(0),
