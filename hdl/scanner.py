@@ -1922,6 +1922,6 @@ class Scanner(wiring.Component):
 SYNTH_DESIGNS = {
     "scanner": lambda: Scanner(),
     # The configuration hdl/engine.py builds as ``SMALL``.
-    "scanner-small": lambda: Scanner(data_width=64, max_levels=8, top_k_max=8, max_reads=4,
-                                     burst_beats=16, max_writes=8, window=16),
+    "scanner-small": lambda: Scanner(data_width=64, pa_bits=46, max_levels=8, top_k_max=8,
+                                     max_reads=4, burst_beats=16, max_writes=8, window=16),
 }
