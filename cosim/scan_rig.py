@@ -236,7 +236,7 @@ class Rig:
 
     def __init__(self, mem: PhysMem, *, data_width=64, latency=1, gaps=0.0, seed=0,
                  cleared_gaps=0.0, **params):
-        self.dut = Scanner(data_width=data_width, **params)
+        self.dut = Scanner(data_width=data_width, checks=True, **params)
         self.lanes = data_width // 64
         self.mem = mem
         m = Module()

@@ -131,7 +131,7 @@ safeguard, read beats and write responses that arrive while nothing is outstandi
 accepted and ignored.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Assert, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -326,6 +326,11 @@ class Scanner(wiring.Component):
         Most writes (and ``cleared`` reports) waiting for their B response, 2..256.
     window : int
         Entries of the upper-level window, a power of two from 4 to 256.
+    checks : bool
+        Simulation only: assert on every cycle that the registered copies the unit keeps
+        for timing (the page compares of a landing snooped write, "walking an upper table",
+        "the head queue holds an entry") equal what they stand for. The simulation tests
+        build the unit with them; synthesis and Verilog leave them out.
 
     Members
     -------
@@ -358,8 +363,12 @@ class Scanner(wiring.Component):
 
     def __init__(self, *, data_width: int = 64, pa_bits: int = 52, id_width: int = 4,
                  max_levels: int = 8, top_k_max: int = 8, max_reads: int = 4,
-                 burst_beats: int = 32, max_writes: int = 32, window: int = 64):
+                 burst_beats: int = 32, max_writes: int = 32, window: int = 64,
+                 checks: bool = False):
         owner = "Scanner"
+        if not isinstance(checks, bool):
+            raise ValueError(f"{owner}: checks must be True or False, got {checks!r}")
+        self._checks = checks
         if data_width not in DATA_WIDTHS or isinstance(data_width, bool):
             raise ValueError(f"{owner}: data_width must be one of "
                              f"{', '.join(map(str, DATA_WIDTHS))}, got {data_width!r}")
@@ -1146,6 +1155,17 @@ class Scanner(wiring.Component):
             land_cur.eq(Array([eq_cur, eq_hd, eq_tbl3, eq_root])[cur_from]),
             land_e.eq(Mux(e_from_hd, eq_hd, eq_e)),
         ]
+        if self._checks:
+            m.d.comb += [
+                Assert(~sn_any | (land_cur == (sn_page == cur_tbl)), "land_cur"),
+                Assert(~sn_any | (land_e == (sn_page == e_page)), "land_e"),
+                Assert(~sn_any | (pf_st != _PF_ISSUE) | (eq_pf == (sn_page == pf_page)),
+                       "eq_pf"),
+                Assert(~sn_any | ~e_act | (eq_par == (sn.addr[3:pa] == p_addr[3:])),
+                       "eq_par"),
+                Assert(walk_upper == ((phase == _PH_RUN) & (ds == _DS_UPPER)), "walk_upper"),
+                Assert(hf_any == (hf_n != 0), "hf_any"),
+            ]
         sn_cur = Signal()                    # a snoop of the entry the walk takes now
         sn_at_walk = Signal()                # the offer's address is the walk's entry
         m.d.comb += [

@@ -390,6 +390,7 @@ def test_candidate_list_ranks_like_the_model(top_k_max, seed):
     ({"max_writes": 1}, ["max_writes", "1"]),
     ({"window": 48}, ["window", "48"]),
     ({"id_width": 0}, ["id_width", "0"]),
+    ({"checks": 1}, ["checks", "True or False", "1"]),
 ])
 def test_parameters_are_checked(kwargs, words):
     with pytest.raises(ValueError) as info:
