@@ -1156,7 +1156,8 @@ class Scanner(wiring.Component):
             land_e.eq(Mux(e_from_hd, eq_hd, eq_e)),
         ]
         if self._checks:
-            m.d.comb += [
+            # (Checked at each clock edge, on the values the cycle settled to.)
+            m.d.sync += [
                 Assert(~sn_any | (land_cur == (sn_page == cur_tbl)), "land_cur"),
                 Assert(~sn_any | (land_e == (sn_page == e_page)), "land_e"),
                 Assert(~sn_any | (pf_st != _PF_ISSUE) | (eq_pf == (sn_page == pf_page)),

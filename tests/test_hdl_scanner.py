@@ -117,6 +117,19 @@ def test_snoop_on_trees_with_bad_entries(fmt, width, seed):
     assert ref.malformed and ref.bus_errors, f"seed={seed}: tree lacks bad entries"
 
 
+@pytest.mark.parametrize("seed", [0, 2])
+def test_snoop_at_read_ahead_adoption(seed):
+    """A busy agent (a write offered on most cycles) on a few dense leaf tables, so that
+    writes land in the cycle after the walk adopts the read-ahead as its leaf table, while
+    the adopted bursts are in flight. The scanner's checks assert that the landing write's
+    page compare follows the table just taken (seeds 0 and 2 fail without it)."""
+    tree = random_tree(seed, "ept", leaf_tables=3, dense=True)
+    cfg = snoop_config(tree.fmt)
+    (hw, ref, kinds, log, traffic), = run_with_agent(
+        tree, cfg, seed=seed, data_width=64, latency=1, gaps=0.0, rate=0.7)
+    assert {"before", "between", "after"} <= set(kinds), f"seed={seed}: {set(kinds)}"
+
+
 @pytest.mark.parametrize("fmt,width,seed,self_ref", [("ept", 64, 0, True),
                                                     ("ia32e", 256, 3, False)])
 def test_snoop_on_aliased_tables(fmt, width, seed, self_ref):
