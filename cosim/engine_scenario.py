@@ -115,9 +115,10 @@ class Scenario:
     configured as the RTL engine built with ``params`` is (:func:`engine_config`)."""
 
     def __init__(self, cfg: ReplayConfig, params: dict | None = None):
-        if cfg.host != (params or {}).get("host", "ept"):
+        self.config = engine_config(params)
+        if cfg.host != self.config.walker.host:
             raise ValueError(f"the replay's host format {cfg.host!r} is not the engine's "
-                             f"{(params or {}).get('host', 'ept')!r}")
+                             f"{self.config.walker.host!r}")
         self.cfg = cfg
         self.npages, self.passes = _passes(cfg)
         ram = 1 << max(24, (2 * self.npages * SIZE_4K - 1).bit_length())
@@ -127,7 +128,6 @@ class Scenario:
         for i, gpa in enumerate(self.frames):
             self.space.map(HEAP + i * SIZE_4K, gpa, US=1, RW=1)
         self.image = self.system.mem.copy()           # what the RTL's memory starts from
-        self.config = engine_config(params)
         self.engine = Engine(self.system.mem, hroot=self.system.hroot,
                              scan_root=self.system.host.root, config=self.config)
         self.cr3 = self.space.root

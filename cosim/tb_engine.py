@@ -199,6 +199,33 @@ class EngineTB:
         self.mem.write_word(addr, value)
         self.sc.engine.mem.write(addr, value)
 
+    # --- steps -------------------------------------------------------------------------------
+
+    async def swap_out(self, pages):
+        """Make ``pages`` non-resident in both memories (their host leaves cleared) and
+        drop every cached translation, in the walker and in the model's."""
+        for addr, word in self.sc.swap_out_words(pages):
+            self.poke(addr, word)
+        await self.write("WALK_INV_CMD", REGMAP["WALK_INV_CMD"].pack(OP=0))
+        await ClockCycles(self.dut.clk, 64)
+        self.sc.engine.walker.invalidate_all()
+
+    async def fault(self, page: int, what: str):
+        """A prefetch request for ``page``: waits for its last record and compares the
+        records with the model's answer (``what`` names it in the message). Returns the
+        hardware's and the model's results."""
+        req = self.sc.fault(page)
+        self.pf_words.clear()
+        self.faults.send(req)
+        for _ in range(20_000):
+            await ClockCycles(self.dut.clk, 8)
+            if self.pf_words and (self.pf_words[-1] >> 3) & 1:
+                break
+        hw, want = decode_records(self.pf_words), self.sc.engine.fault(req)
+        assert same(hw, want), f"[seed {self.seed}] {what}: hw {hw} model {want}"
+        self.checked["prefetches"] += 1
+        return hw, want
+
 
 async def scan_pass(tb: EngineTB, index: int, *, started: bool = False, during=None):
     """One pass, started by command (unless ``started``: already running), with
@@ -283,23 +310,9 @@ async def replay(dut):
 
     # 3. swap out the coldest pages, fault on some of them
     cold = sc.coldest()
-    for addr, word in sc.swap_out_words(cold):
-        tb.poke(addr, word)
-    await tb.write("WALK_INV_CMD", REGMAP["WALK_INV_CMD"].pack(OP=0))
-    await ClockCycles(dut.clk, 64)
-    sc.engine.walker.invalidate_all()
+    await tb.swap_out(cold)
     for k, page in enumerate(tb.rng.sample(cold, min(cfg.faults, len(cold)))):
-        req = sc.fault(page)
-        tb.pf_words.clear()
-        tb.faults.send(req)
-        for _ in range(20_000):
-            await ClockCycles(dut.clk, 8)
-            if tb.pf_words and (tb.pf_words[-1] >> 3) & 1:
-                break
-        hw = decode_records(tb.pf_words)
-        want = sc.engine.fault(req)
-        assert same(hw, want), f"[seed {tb.seed}] fault on page {page}: hw {hw} model {want}"
-        tb.checked["prefetches"] += 1
+        hw, _ = await tb.fault(page, f"fault on page {page}")
         tb.results["prefetch"].append({"page": page, "status": hw.status,
                                        "gpas": list(hw.gpas), "gvas": list(hw.gvas)})
         tb.progress("faults", k + 1, cfg.faults)
@@ -641,19 +654,8 @@ async def bus_errors(dut):
     assert cause & REGMAP["IRQ_CAUSE"].field("BUS_ERROR").mask, \
         f"[seed {tb.seed}] a pass over a failing entry raised no BUS_ERROR ({cause:#x})"
     await check_pass(tb, 0, cause)                      # bus_errors compared there
-    for addr, word in sc.swap_out_words([pf_page]):
-        tb.poke(addr, word)
-    await tb.write("WALK_INV_CMD", REGMAP["WALK_INV_CMD"].pack(OP=0))
-    await ClockCycles(dut.clk, 64)
-    sc.engine.walker.invalidate_all()
-    req = sc.fault(pf_page)
-    tb.faults.send(req)
-    for _ in range(20_000):
-        await ClockCycles(dut.clk, 8)
-        if tb.pf_words and (tb.pf_words[-1] >> 3) & 1:
-            break
-    hw, want = decode_records(tb.pf_words), sc.engine.fault(req)
-    assert same(hw, want), f"[seed {tb.seed}] prefetch: hw {hw} model {want}"
+    await tb.swap_out([pf_page])
+    _, want = await tb.fault(pf_page, "prefetch")
     assert want.status == "bus_error", f"model status {want.status}"
     tb.check_image("at the end")
 
@@ -699,16 +701,7 @@ async def reset_mid_operation(dut):
         await tb.program()
         await _walks(tb, sc.passes[0])
         await scan_pass(tb, 0)
-        req = sc.fault(sc.passes[0][0][0])
-        tb.faults.send(req)
-        for _ in range(20_000):
-            await ClockCycles(dut.clk, 8)
-            if tb.pf_words and (tb.pf_words[-1] >> 3) & 1:
-                break
-        hw, want = decode_records(tb.pf_words), sc.engine.fault(req)
-        assert same(hw, want), f"[seed {tb.seed}] prefetch after reset {k}: hw {hw} " \
-                               f"model {want}"
-        tb.pf_words.clear()
+        await tb.fault(sc.passes[0][0][0], f"prefetch after reset {k}")
         tb.check_image(f"after reset {k}")
 
 

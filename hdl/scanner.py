@@ -1138,6 +1138,8 @@ class Scanner(wiring.Component):
         # matters to it only once its reads are issued, a cycle later at the earliest; the
         # kept parent's address does not change while a leaf table is walked (``e_act``),
         # nor as the walk takes the parent.
+        sn_at_parent = Signal()              # the offered write is to the kept parent
+        m.d.comb += sn_at_parent.eq(sn.addr[3:pa] == p_addr[3:])
         eq_cur, eq_hd, eq_tbl3, eq_root, eq_e, eq_pf, eq_par = (
             Signal(name=f"land_eq_{k}") for k in ("cur", "hd", "tbl3", "root", "e", "pf",
                                                   "par"))
@@ -1145,7 +1147,7 @@ class Scanner(wiring.Component):
             eq_cur.eq(sn_page == cur_tbl), eq_hd.eq(sn_page == hd_child),
             eq_tbl3.eq(sn_page == tbl3), eq_root.eq(sn_page == root),
             eq_e.eq(sn_page == e_page), eq_pf.eq(sn_page == pf_page),
-            eq_par.eq(sn.addr[3:pa] == p_addr[3:]),
+            eq_par.eq(sn_at_parent),
         ]
         cur_from = Signal(2)                 # cur_tbl was: kept, hd_child, tbl3, root
         e_from_hd = Signal()                 # e_page was loaded from hd_child
@@ -1162,23 +1164,19 @@ class Scanner(wiring.Component):
                 Assert(~sn_any | (land_e == (sn_page == e_page)), "land_e"),
                 Assert(~sn_any | (pf_st != _PF_ISSUE) | (eq_pf == (sn_page == pf_page)),
                        "eq_pf"),
-                Assert(~sn_any | ~e_act | (eq_par == (sn.addr[3:pa] == p_addr[3:])),
-                       "eq_par"),
+                Assert(~sn_any | ~e_act | (eq_par == sn_at_parent), "eq_par"),
                 Assert(walk_upper == ((phase == _PH_RUN) & (ds == _DS_UPPER)), "walk_upper"),
                 Assert(hf_any == (hf_n != 0), "hf_any"),
             ]
         sn_cur = Signal()                    # a snoop of the entry the walk takes now
         sn_at_walk = Signal()                # the offer's address is the walk's entry
+        sn_at_pos = sn_idx == pos[:9]
         m.d.comb += [
-            sn_at_walk.eq((sn_page == cur_tbl) & (sn_idx == pos[:9])),
-            sn_cur.eq(sn_any & land_cur & (sn_idx == pos[:9]) & dfs_proc),
+            sn_at_walk.eq((sn_page == cur_tbl) & sn_at_pos),
+            sn_cur.eq(sn_any & land_cur & sn_at_pos & dfs_proc),
         ]
-        sn_at_parent = Signal()              # the offered write is to the kept parent
-        sn_parent = Signal()                 # ... and it lands now
-        m.d.comb += [
-            sn_at_parent.eq(sn.addr[3:pa] == p_addr[3:]),
-            sn_parent.eq(sn_any & e_act & eq_par),
-        ]
+        sn_parent = Signal()                 # a write to the kept parent lands now
+        m.d.comb += sn_parent.eq(sn_any & e_act & eq_par)
         # A landed write to the parent is applied to the kept value a cycle later; until then
         # (``snp_r``) the update neither proceeds nor commits. That includes a write landing
         # as the walk takes the parent (``sn_cur`` with ``dfs_leaftab``): the parent is kept
