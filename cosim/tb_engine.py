@@ -631,6 +631,37 @@ async def ia32e_pass_keeps_walker_caches(dut):
 
 
 @cocotb.test()
+async def bad_scan_root(dut):
+    """A ``SCAN_ROOT`` with a bit set at or above the build's ``pa_bits``, and one with bit
+    63: each pass counts one malformed entry, reads no table, writes nothing, and raises
+    ``PASS_DONE`` without ``BUS_ERROR``; the walker keeps its caches. Written back, the root
+    scans as the model's does (the pass index advanced as the model's)."""
+    tb = await _started_with_cached(dut)
+    sc = tb.sc
+    good = sc.system.host.root
+    bus_error = REGMAP["IRQ_CAUSE"].field("BUS_ERROR").mask
+    for index, high in enumerate((sc.config.scan.pa_bits, 63)):
+        sc.engine.scan_root = good | 1 << high
+        await tb.write("SCAN_ROOT", sc.engine.scan_root)
+        await tb.write("SCAN_PASS_INDEX", index)
+        await tb.write("SCAN_CMD", REGMAP["SCAN_CMD"].pack(START=1, SET_INDEX=1))
+        cause = await tb.wait_irq("PASS_DONE", 100_000)
+        assert not cause & bus_error, f"[seed {tb.seed}] root bit {high}: cause {cause:#x}"
+        await check_pass(tb, index, cause)
+        ref = sc.engine.scanner.last_stats
+        assert (ref.malformed, ref.tables_read) == (1, 0), f"model: {ref}"
+        stats = tb.results["passes"][-1]
+        assert stats["leaves"] == 0 and stats["writes"] == 0, \
+            f"[seed {tb.seed}] root bit {high}: {stats}"
+        await tb.write("IRQ_CAUSE", cause)
+    assert await _tlb_hits(tb, CACHED) > 0
+    sc.engine.scan_root = good | 0xFFF                  # bits 11..0 ignored
+    await tb.write("SCAN_ROOT", sc.engine.scan_root)
+    await scan_pass(tb, 2)
+    assert tb.results["passes"][-1]["leaves"] > 0
+
+
+@cocotb.test()
 async def bus_errors(dut):
     """AXI error responses go back through the arbiter to the unit whose access failed: a
     demand walk whose host leaf answers SLVERR faults with the model's ``bus_error``; the

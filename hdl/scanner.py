@@ -209,13 +209,15 @@ def start_layout(pa_bits: int) -> data.StructLayout:
     Returns
     -------
     data.StructLayout
-        ``root``: host-physical byte address of the root table (``pa_bits`` bits; bits 11..0
-        ignored). ``pass_index``: index of the pass when ``set_index`` is set; otherwise the
+        ``root``: host-physical byte address of the root table, 64 bits as software wrote
+        it: bits 11..0 are ignored, and a root with a bit set at or above ``pa_bits`` (the
+        root pointer's reserved bits) makes the pass count one malformed entry and walk
+        nothing, as :class:`model.scanner.Scanner` does. ``pass_index``: index of the pass when ``set_index`` is set; otherwise the
         unit uses its own count (0 after reset, one more after each completed pass), as
         :class:`model.scanner.Scanner` does.
     """
     _check_int("start_layout", "pa_bits", pa_bits, 32, 52)
-    return data.StructLayout({"root": pa_bits, "pass_index": 32, "set_index": 1})
+    return data.StructLayout({"root": 64, "pass_index": 32, "set_index": 1})
 
 
 def snoop_layout(pa_bits: int) -> data.StructLayout:
@@ -535,6 +537,8 @@ class Scanner(wiring.Component):
         pass_idx = Signal(32)
         pass_ctr = Signal(32)
         root = Signal(pw)
+        root_bad = Signal()                  # a root bit at or above pa_bits: walk nothing
+        root_malf = Signal()                 # ... and count it, once
         phase = Signal(3)
         walk_upper = Signal()                # phase RUN and ds UPPER, as a flip-flop of its own
         m.d.comb += self.busy.eq((phase == _PH_INIT) | (phase == _PH_RUN)
@@ -1832,7 +1836,7 @@ class Scanner(wiring.Component):
             delta["entries_read"].eq(dfs_r["entries"] + ok2),
             delta["tables_read"].eq(dfs_r["tables"] + tbl_root),
             delta["writes"].eq(b_writes),
-            delta["malformed"].eq(dfs_r["malf"] + Mux(st2.v, st2.malf, 0)),
+            delta["malformed"].eq(dfs_r["malf"] + Mux(st2.v, st2.malf, 0) + root_malf),
             delta["bus_errors"].eq(dfs_r["bus"] + Mux(st2.v, st2.err, 0) + b_bus),
             delta["retries"].eq(Mux(st2.v, st2.retry, 0)),
             delta["cycles"].eq((phase == _PH_INIT) | (phase == _PH_RUN)),
@@ -1867,7 +1871,7 @@ class Scanner(wiring.Component):
             m.d.sync += fk.eq(Mux(fk == n_stats - 1, 0, fk + 1))
             with m.If(clr_left != 0):
                 m.d.sync += clr_left.eq(clr_left - 1)
-        m.d.sync += tbl_root.eq(0)
+        m.d.sync += [tbl_root.eq(0), root_malf.eq(0)]
 
         # ================================================================== phases
         m.d.comb += self.start.ready.eq(phase == _PH_IDLE)
@@ -1880,6 +1884,7 @@ class Scanner(wiring.Component):
                         phase.eq(_PH_INIT),
                         cfg.eq(self.config),
                         root.eq(page_of(self.start.payload.root)),
+                        root_bad.eq(self.start.payload.root[pa:] != 0),
                         pass_idx.eq(index),
                         div_num.eq(index + 1),
                         div_rem.eq(0),
@@ -1904,8 +1909,10 @@ class Scanner(wiring.Component):
                         m.d.sync += b_addr.eq(b_addr + 1)
                 with m.Elif(clr_left == 0):
                     m.d.sync += [
-                        phase.eq(_PH_RUN), init_tab.eq(0), tbl_root.eq(1),
-                        ds.eq(_DS_UPPER), walk_upper.eq(1), lvl.eq(4), cur_tbl.eq(root),
+                        phase.eq(_PH_RUN), init_tab.eq(0), tbl_root.eq(~root_bad),
+                        root_malf.eq(root_bad),
+                        ds.eq(Mux(root_bad, _DS_FIN, _DS_UPPER)), walk_upper.eq(~root_bad),
+                        lvl.eq(4), cur_tbl.eq(root),
                         cur_from.eq(3),
                         pos.eq(0),
                         w_iss.eq(0), w_arr.eq(0), w_rd.eq(0), hf_n.eq(0), hf_any.eq(0),

@@ -25,6 +25,10 @@ to it (sequential semantics). Per entry at level ``l`` (4 = root .. 1):
   reached twice (aliased or self-referencing tables) is simply walked again; the walk is four
   levels deep, so it always ends.
 
+The root is given as ``SCAN_ROOT`` holds it: bits 11..0 are ignored, and a root with an
+address bit at or above ``pa_bits`` (the root pointer's reserved bits) makes the pass count
+``malformed += 1`` and walk nothing (no table read, no leaf, no candidate).
+
 Leaf step, with ``N`` levels, steps ``up``/``down`` and, if the multi-granularity option is on,
 a long period of ``P`` passes, ``long_levels`` long levels and a need of ``n`` passes:
 
@@ -725,17 +729,24 @@ class Scanner:
 
     # --- common ----------------------------------------------------------------------
 
-    @staticmethod
-    def _check_root(mem, root) -> int:
+    def _check_root(self, mem, root) -> int | None:
+        """The root table's address, or None for a root with a reserved bit set."""
         if not isinstance(mem, PhysMem):
             raise ValueError(f"mem must be a PhysMem, got {type(mem).__name__}")
         if isinstance(root, bool) or not isinstance(root, (int, np.integer)):
             raise ValueError(f"root must be a table address (int), got {root!r}")
         root = int(root)
-        if not 0 <= root < 1 << 52 or root % 4096:
-            raise ValueError(f"root must be a 4 KiB-aligned address below 2**52, "
-                             f"got {root:#x}")
-        return root
+        if not 0 <= root < 1 << 64:
+            raise ValueError(f"root must be a 64-bit register value, got {root:#x}")
+        if root >> self._config.pa_bits:
+            return None
+        return root & ~0xFFF
+
+    def _bad_root_pass(self) -> ScanStats:
+        """A pass whose root has a reserved bit set: one malformed entry, nothing walked."""
+        acc = _Accumulator(self._config, self._pass)
+        acc.malformed = 1
+        return self._finish(acc.stats(self._config))
 
     def _state_args(self, end_of_long: bool):
         return (np.uint64(self._a_shift), np.uint64(self._fshift),
@@ -755,6 +766,8 @@ class Scanner:
         Modifies ``mem`` in place and returns the pass's :class:`ScanStats`.
         """
         root = self._check_root(mem, root)
+        if root is None:
+            return self._bad_root_pass()
         cfg, lp = self._config, self._config.large_page
         p = self._pass
         a_shift, fshift, fmask, fbits, table = self._state_args(cfg.end_of_long(p))
@@ -812,6 +825,9 @@ class Scanner:
         return self._iter_pass(mem, self._check_root(mem, root))
 
     def _iter_pass(self, mem, root):
+        if root is None:
+            return self._bad_root_pass()
+            yield  # a generator all the same
         cfg = self._config
         acc = _Accumulator(cfg, self._pass)
         args = self._state_args(cfg.end_of_long(self._pass))

@@ -430,3 +430,36 @@ def test_ports_and_layouts():
     assert (dut.lanes, dut.max_levels, dut.top_k_max) == (2, 6, 5)
     from hdl.scanner import SYNTH_DESIGNS
     assert isinstance(SYNTH_DESIGNS["scanner"](), Scanner)
+
+
+@pytest.mark.parametrize("fmt", ["ept", "ia32e"])
+def test_root_with_reserved_bits_walks_nothing(fmt):
+    """A root with a bit at or above ``pa_bits`` is malformed: the pass counts it, reads and
+    writes nothing, and the next pass is as the model's; bits 11..0 of a root are ignored."""
+    seed = 12
+    tree = random_tree(seed, fmt, leaf_tables=2)
+    cfg = ScanConfig(fmt=fmt, pa_bits=46, report_cleared=fmt != "ia32e")
+    rig = Rig(tree.mem, data_width=64, latency=2, seed=seed, pa_bits=46)
+    model = ModelScanner(cfg)
+    roots = (tree.root | 1 << 46, tree.root | 0xABC, tree.root | 1 << 63, tree.root)
+    seen = []
+
+    async def bench(ctx):
+        for p, root in enumerate(roots):
+            ref_mem = tree.mem.copy()
+            rig.cleared.clear()
+            reads = len(rig.slave.traffic.ar)
+            hw = await rig.run_pass(ctx, cfg, root)
+            ref = model.scan_pass(ref_mem, root)
+            assert not tree.mem.diff(ref_mem), f"root {root:#x}: memory differs"
+            compare(hw, ref, cfg, rig.cleared, f"root {root:#x}", rig.dut.top_k_max)
+            seen.append((hw, len(rig.slave.traffic.ar) - reads))
+
+    rig.run(bench)
+    for (hw, reads), root in zip(seen, roots):
+        bad = root >> 46 != 0
+        assert (hw["malformed"] == 1 and hw["tables_read"] == 0 and reads == 0) == bad, \
+            f"root {root:#x}: {hw['malformed']} malformed, {hw['tables_read']} tables, " \
+            f"{reads} reads"
+    assert [hw["pass_index"] for hw, _ in seen] == [0, 1, 2, 3]
+    assert seen[1][0]["leaves_4k"] > 0

@@ -560,13 +560,41 @@ def test_poisoned_words(fmt):
 
 def test_validation_of_root():
     mem = PhysMem(1 << 20)
-    for bad in (0x1008, -4096, 1 << 52, "0x1000", 1.0):
+    for bad in (-4096, 1 << 64, "0x1000", 1.0):
         with pytest.raises(ValueError, match="root"):
             Scanner().scan_pass(mem, bad)
         with pytest.raises(ValueError, match="root"):
             Scanner().iter_pass(mem, bad)
     with pytest.raises(ValueError, match="PhysMem"):
         Scanner().scan_pass({}, 0)
+
+
+@pytest.mark.parametrize("fmt", ["ept", "npt", "ia32e"])
+@pytest.mark.parametrize("pa_bits", [40, 52])
+def test_root_with_reserved_bits(fmt, pa_bits):
+    """A root is taken as the register holds it: bits 11..0 ignored; a bit at or above
+    pa_bits is a malformed root pointer, counted once, and the pass walks nothing."""
+    mem = PhysMem(1 << 20)
+    pt = PageTable(mem, FrameAllocator(0, 1 << 20), fmt)
+    for i in range(4):
+        pt.map(i << 12, 0x10000 * i, A=1)
+    cfg = ScanConfig(fmt=fmt, pa_bits=pa_bits, report_cleared=fmt != "ia32e")
+    before = mem.copy()
+    for run in ("scan", "iter"):
+        for high in (pa_bits, 63):
+            sc = Scanner(cfg, pass_index=5)
+            root = pt.root | 1 << high
+            st_ = sc.scan_pass(mem, root) if run == "scan" else drive(sc.iter_pass(mem, root))
+            assert not mem.diff(before), f"{run}: a bad root wrote memory"
+            assert (st_.malformed, st_.tables_read, st_.entries_read, st_.leaves,
+                    st_.writes, st_.pass_index, sc.pass_index) == (1, 0, 0, 0, 0, 5, 6)
+            assert not st_.histogram.any() and len(st_.candidates) == 0
+            if cfg.report_cleared:
+                assert len(st_.cleared_base) == 0
+    low = Scanner(cfg).scan_pass(mem.copy(), pt.root | 0xFFF)
+    ref = Scanner(cfg).scan_pass(mem.copy(), pt.root)
+    assert low.malformed == 0 and low.leaves == ref.leaves == 4
+    assert low.histogram.tolist() == ref.histogram.tolist()
 
 
 # --- another agent between read and write -------------------------------------------------

@@ -333,7 +333,9 @@ _SCANNER = Section("Scanner", "Pass control, classifier configuration and per-pa
         _f("SET_INDEX", 1, 1, "with START: the pass takes index `SCAN_PASS_INDEX`"),
     )),
     Register("SCAN_ROOT", 0x108, "RW", "Host-physical address of the root table (bits 11..0 "
-             "ignored).", _value("ROOT", "root table address", width=64), width=64),
+             "ignored). A root with a bit set at or above the engine's physical-address "
+             "width (`pa_bits`) is malformed: the pass counts one `malformed` entry and walks "
+             "nothing.", _value("ROOT", "root table address", width=64), width=64),
     Register("SCAN_CONFIG", 0x110, "RW", "Host format and activity levels.", (
         _f("FMT", 0, 2, "host tree format", 0, {0: "EPT", 1: "NPT", 2: "IA32E"}),
         _f("LEVELS", 8, 6, "activity levels N, 2..32", 4),
