@@ -12,23 +12,27 @@ finally the process exits (its heap PTEs are cleared one by one, as guest PTE wr
 (:mod:`cosim.tb_engine`) drives the RTL engine with the same steps and compares.
 """
 
+import inspect
 import json
 import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from hdl.scanner import Scanner as RtlScanner
 from model import workload as wl
 from model.engine import Engine, EngineConfig
 from model.exit_detector import ExitConfig, PteWrite
 from model.memory import PhysMem
 from model.pagetable import SIZE_4K
 from model.prefetcher import PrefetchConfig, PrefetchRequest
+from model.prioritizer import LargePageConfig
 from model.scanner import ScanConfig
 from model.system import GuestSystem
 from model.trace import TraceReader
 from model.walker import WalkerConfig, WalkRequest
 from thermocline.layouts import X86_ENTRY
+from thermocline.regmap import REGMAP
 
 __all__ = ["ReplayConfig", "Scenario", "engine_config", "HEAP", "ENV"]
 
@@ -98,14 +102,21 @@ def _passes(cfg: ReplayConfig) -> tuple[int, list[list[tuple[int, bool]]]]:
 def engine_config(params: dict | None = None, *, levels: int = 4) -> EngineConfig:
     """The model twin of the RTL engine built with ``params`` (:class:`hdl.engine.Engine`
     keywords; its defaults where absent): the same host format, physical-address width,
-    walk-cache sizes and exit-detector tables. ``levels``: the activity levels the scanner
-    is programmed with."""
+    walk-cache sizes and exit-detector tables, and as many candidates as ``LP_CONFIG``'s
+    reset ``TOP_K`` asks for and the scanner keeps (``top_k_max``). ``levels``: the activity
+    levels the scanner is programmed with, at most its ``max_levels``."""
     params = dict(params or {})
     host = params.get("host", "ept")
     pa_bits = params.get("pa_bits", 52)
+    built = {k: p.default for k, p in inspect.signature(RtlScanner).parameters.items()}
+    built.update(params.get("scanner", {}))
+    if levels > built["max_levels"]:
+        raise ValueError(f"{levels} activity levels: the scanner keeps {built['max_levels']}")
+    top_k = REGMAP["LP_CONFIG"].field("TOP_K").reset
     return EngineConfig(
         walker=WalkerConfig(host=host, pa_bits=pa_bits, **params.get("walker", {})),
-        scan=ScanConfig(fmt=host, levels=levels, pa_bits=pa_bits),
+        scan=ScanConfig(fmt=host, levels=levels, pa_bits=pa_bits,
+                        large_page=LargePageConfig(top_k=min(top_k, built["top_k_max"]))),
         prefetch=PrefetchConfig(host=host, pa_bits=pa_bits),
         exit=ExitConfig(**params.get("exits", {})))
 

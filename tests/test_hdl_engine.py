@@ -29,3 +29,19 @@ def test_small_engine_has_the_full_address_bus():
     e = Engine(**SMALL)
     assert SMALL["pa_bits"] < 52
     assert e.bus.addr_width == 52 and len(e.m_axi.araddr) == 52
+
+
+def test_model_twin_of_a_build():
+    """``engine_config`` gives the model the build's widths, cache sizes and scanner
+    capacities: as many candidates as the register asks for and the build keeps, and no
+    more activity levels than the build's histograms hold."""
+    from cosim.engine_scenario import engine_config
+
+    small = engine_config(SMALL)
+    assert small.scan.pa_bits == small.walker.pa_bits == SMALL["pa_bits"]
+    assert small.walker.tlb_entries == SMALL["walker"]["tlb_entries"]
+    assert small.scan.large_page.top_k == 8
+    assert engine_config(dict(scanner=dict(top_k_max=3))).scan.large_page.top_k == 3
+    assert engine_config(dict(scanner=dict(max_levels=16)), levels=16).scan.levels == 16
+    with pytest.raises(ValueError, match="9 activity levels: the scanner keeps 8"):
+        engine_config(levels=9)

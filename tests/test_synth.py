@@ -83,6 +83,11 @@ def test_register_design_validates():
         synth.register_design("q", _Ram, nextpnr_args={"ecp5": "--placer sa"}, registry=reg)
     with pytest.raises(TypeError, match="for 'ecp5' must be a sequence of strings"):
         synth.register_design("q", _Ram, nextpnr_args={"ecp5": ["--seed", 2]}, registry=reg)
+    with pytest.raises(ValueError, match="unknown target 'ecp5-85k'; valid: ecp5, ice40"):
+        synth.register_design("q", _Ram, nextpnr_args={"ecp5-85k": ["--seed", "2"]},
+                              registry=reg)
+    with pytest.raises(ValueError, match="clock for unknown target 'ice40hx'"):
+        synth.register_design("q", _Ram, freq_mhz={"ice40hx": 50}, registry=reg)
 
 
 def test_discover_designs(tmp_path, monkeypatch):

@@ -134,6 +134,10 @@ class Design:
         if not callable(self.factory):
             raise TypeError(f"design {self.name!r}: factory must be callable, "
                             f"not {self.factory!r}")
+        for target in (self.freq_mhz if isinstance(self.freq_mhz, Mapping) else ()):
+            if target not in TARGETS:
+                raise ValueError(f"design {self.name!r}: target clock for unknown target "
+                                 f"{target!r}; valid: {', '.join(TARGETS)}")
         freqs = (self.freq_mhz.values() if isinstance(self.freq_mhz, Mapping)
                  else [] if self.freq_mhz is None else [self.freq_mhz])
         for f in freqs:
@@ -145,6 +149,9 @@ class Design:
                 raise TypeError(f"design {self.name!r}: nextpnr_args must be a dict of target "
                                 f"name -> arguments, not {self.nextpnr_args!r}")
             for target, args in self.nextpnr_args.items():
+                if target not in TARGETS:
+                    raise ValueError(f"design {self.name!r}: nextpnr arguments for unknown "
+                                     f"target {target!r}; valid: {', '.join(TARGETS)}")
                 if isinstance(args, str) or not isinstance(args, Sequence) \
                         or not all(isinstance(a, str) for a in args):
                     raise TypeError(f"design {self.name!r}: nextpnr arguments for {target!r} "
