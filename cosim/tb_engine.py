@@ -137,9 +137,9 @@ class EngineTB:
             driver.clear()
         self.expected.clear()
         await ClockCycles(dut.clk, cycles)
+        self.pf_words.clear()               # whatever comes from here on is after the reset
         dut.rst.value = 0
         await ClockCycles(dut.clk, 4)
-        self.pf_words.clear()
 
     async def program(self):
         """Program what every step needs: the scanned tree and its host root, the host
@@ -182,6 +182,19 @@ class EngineTB:
         raise AssertionError(f"[seed {self.seed}] no {cause} interrupt within {limit} cycles")
 
     # --- checks ------------------------------------------------------------------------------
+
+    async def check_counters(self, context: str) -> tuple[dict, dict]:
+        """The walker's and the exit detector's counter registers against the model's
+        (the walker's cache hits among them); returns them."""
+        walk_hw = {name: await self.read(f"WALK_{name.upper()}") for name in WALK_COUNTERS}
+        walk_model = model_counters(self.sc.engine.walker)
+        assert walk_hw == walk_model, f"[seed {self.seed}] {context}: walker counters hw " \
+                                      f"{walk_hw} model {walk_model}"
+        exit_hw = {name: await self.read(f"EXIT_{name.upper()}") for name in EXIT_COUNTERS}
+        exit_model = counters_of(self.sc.engine.exits)
+        assert exit_hw == exit_model, f"[seed {self.seed}] {context}: exit counters hw " \
+                                      f"{exit_hw} model {exit_model}"
+        return walk_hw, exit_hw
 
     def check_image(self, context: str):
         diff = self.mem.dump().diff(self.sc.engine.mem, limit=6)
@@ -354,14 +367,7 @@ async def replay(dut):
     tb.results["drops"] = [{"asid": a, "table": t, "reason": r} for a, t, r in drops_got]
 
     # 5. counters and the final image
-    walk_hw = {name: await tb.read(f"WALK_{name.upper()}") for name in WALK_COUNTERS}
-    walk_model = model_counters(sc.engine.walker)
-    assert walk_hw == walk_model, f"[seed {tb.seed}] walker counters hw {walk_hw} " \
-                                  f"model {walk_model}"
-    exit_hw = {name: await tb.read(f"EXIT_{name.upper()}") for name in EXIT_COUNTERS}
-    exit_model = counters_of(sc.engine.exits)
-    assert exit_hw == exit_model, f"[seed {tb.seed}] exit counters hw {exit_hw} " \
-                                  f"model {exit_model}"
+    walk_hw, exit_hw = await tb.check_counters("at the end")
     tb.check_image("at the end")
     cycles = get_sim_time("ns") / CLOCK_NS - cycles0
     wall = time.perf_counter() - tb.t_wall
@@ -733,6 +739,7 @@ async def reset_mid_operation(dut):
         await _walks(tb, sc.passes[0])
         await scan_pass(tb, 0)
         await tb.fault(sc.passes[0][0][0], f"prefetch after reset {k}")
+        await tb.check_counters(f"after reset {k}")      # a cache kept would hit more
         tb.check_image(f"after reset {k}")
 
 

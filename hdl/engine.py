@@ -524,7 +524,7 @@ SMALL = dict(
 
 #: nextpnr's analytic placer weighted towards timing (weight 40 instead of 10, criticality
 #: exponent 4 instead of 2), for the engine on the ECP5: on the nearly full part it placed
-#: the same ``engine-small`` netlists 18 to 19 % faster (seed 1). On a part a quarter full
+#: three ``engine-small`` netlists 8 to 19 % faster (seed 1). On a part a quarter full
 #: (the walker alone) it placed slower, so the units keep nextpnr's defaults.
 ECP5_PLACER = ("--placer-heap-timingweight", "40", "--placer-heap-critexp", "4")
 

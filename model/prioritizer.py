@@ -12,9 +12,10 @@ Contract, per level-2 non-leaf entry visited in a pass (its leaf table scanned j
 * ``count``  = leaves of the table that were present, well-formed and had A set before the
   scanner cleared it; ``present`` = present, well-formed leaves; ``absent = 512 - present``.
 * ``q = min(count >> 4, 31)``                                   (:func:`quantize`)
-* ``v' = q`` if ``shift == 0``, else
-  ``(v * (2**shift - 1) + q + 2**(shift - 1)) >> shift``        (:func:`ema`)
-  where ``v`` is the parent's current ``LPCOUNT``; ``v'`` never exceeds 31.
+* ``v' = v + ceil((q - v) / 2**shift)`` if ``q >= v``, else
+  ``v - ceil((v - q) / 2**shift)``                              (:func:`ema`)
+  where ``v`` is the parent's current ``LPCOUNT`` (``shift`` 0: ``v' = q``); ``v'`` never
+  exceeds 31.
 * candidate iff ``pass_index >= warmup and v' >= threshold and absent <= max_nonpresent``
   (:func:`eligible`).
 * ranking: value descending, then region base ascending, then parent entry address
