@@ -42,7 +42,9 @@ from cosim.walk_codec import describe_response, encode_request, encode_result, \
 from hdl.exit_detector import COUNTERS as EXIT_COUNTERS
 from hdl.scanner import STAT_NAMES
 from hdl.walker import COUNTERS as WALK_COUNTERS
+from hdl.interval import RATIO_DELAY
 from model.entries import host_format
+from model.interval import IntervalConfig, IntervalController
 from model.walker import FaultKind
 from thermocline.layouts import X86_ENTRY
 from thermocline.regmap import REGMAP
@@ -665,6 +667,35 @@ async def bad_scan_root(dut):
     await tb.write("SCAN_ROOT", sc.engine.scan_root)
     await scan_pass(tb, 2)
     assert tb.results["passes"][-1]["leaves"] > 0
+
+
+@cocotb.test()
+async def ratio_mode_period(dut):
+    """The interval controller in ratio mode, told by the engine at each pass end: a pass
+    after walks (far more leaves accessed than the goal) shortens the period, the pass
+    after it (no walks, nothing accessed) lengthens it, each by the model's step and to the
+    model's period."""
+    tb = EngineTB(dut, ReplayConfig.from_env())
+    sc = tb.sc
+    await tb.start()
+    target, hysteresis, shift, period = 0x0100, 0x0080, 2, 50_000
+    sc.engine.interval = IntervalController(IntervalConfig(
+        mode="ratio", period=period, target=target, hysteresis=hysteresis, step_shift=shift))
+    await tb.write("INT_MODE", REGMAP["INT_MODE"].pack(MODE=2))
+    await tb.write("INT_RATIO", REGMAP["INT_RATIO"].pack(TARGET=target, HYSTERESIS=hysteresis))
+    await tb.write("INT_STEP", REGMAP["INT_STEP"].pack(SHIFT=shift))
+    await tb.write("INT_PERIOD", period)
+    periods = [period]
+    for index, walks in enumerate((sc.passes[0], [])):
+        await _walks(tb, walks)
+        await scan_pass(tb, index)
+        await ClockCycles(dut.clk, RATIO_DELAY)
+        got, want = await tb.read("INT_PERIOD"), sc.engine.interval.period
+        assert got == want, f"[seed {tb.seed}] pass {index}: INT_PERIOD {got}, model {want}"
+        periods.append(got)
+    assert periods[1] < periods[0] and periods[2] > periods[1], \
+        f"[seed {tb.seed}] periods {periods}"
+    tb.check_image("at the end")
 
 
 @cocotb.test()

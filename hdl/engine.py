@@ -392,10 +392,14 @@ class Engine(wiring.Component):
         ]
 
         # End of a pass: read the figures the interval controller needs, then take ``done``.
+        # The leaves of the three sizes are summed as they are read, so that the sum leaves
+        # a register (it decides whether the controller starts a ratio-mode adaptation).
         where = stat_index(sc.max_levels)
         reads = ["accessed", "leaves_4k", "leaves_2m", "leaves_1g", "bus_errors", "cycles"]
         step = Signal(range(len(reads) + 2))
-        got = {name: Signal(32, name=f"end_{name}") for name in reads}
+        got = {name: Signal(32, name=f"end_{name}") for name in reads
+               if not name.startswith("leaves")}
+        leaves = Signal(32, name="end_leaves")
         ending = Signal()
         m.d.comb += ending.eq(sc.done.valid)
         stats_addr = Signal.like(sc.stats_addr)
@@ -406,15 +410,19 @@ class Engine(wiring.Component):
                         m.d.comb += stats_addr.eq(where[name])
             for k, name in enumerate(reads):
                 with m.If(step == k + 1):
-                    m.d.sync += got[name].eq(sc.stats_data)
+                    if name == "leaves_4k":
+                        m.d.sync += leaves.eq(sc.stats_data)
+                    elif name.startswith("leaves"):
+                        m.d.sync += leaves.eq(leaves + sc.stats_data)
+                    else:
+                        m.d.sync += got[name].eq(sc.stats_data)
             with m.If(step == len(reads) + 1):
                 m.d.comb += [
                     sc.done.ready.eq(1),
                     iv.pass_end.valid.eq(1),
                     iv.pass_end.payload.cycles.eq(got["cycles"]),
                     iv.pass_end.payload.accessed.eq(got["accessed"]),
-                    iv.pass_end.payload.leaves.eq(got["leaves_4k"] + got["leaves_2m"]
-                                                  + got["leaves_1g"]),
+                    iv.pass_end.payload.leaves.eq(leaves),
                     cause.pass_done.eq(1),
                     cause.candidates.eq(sc.done.payload.candidates != 0),
                     cause.bus_error.eq(got["bus_errors"] != 0),
