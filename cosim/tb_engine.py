@@ -42,7 +42,7 @@ from cosim.walk_codec import describe_response, encode_request, encode_result, \
 from hdl.exit_detector import COUNTERS as EXIT_COUNTERS
 from hdl.scanner import STAT_NAMES
 from hdl.walker import COUNTERS as WALK_COUNTERS
-from hdl.interval import RATIO_DELAY
+from hdl.interval import BATCH_DELAY, RATIO_DELAY
 from model.entries import host_format
 from model.interval import IntervalConfig, IntervalController
 from model.walker import FaultKind
@@ -670,14 +670,31 @@ async def bad_scan_root(dut):
 
 
 @cocotb.test()
-async def ratio_mode_period(dut):
-    """The interval controller in ratio mode, told by the engine at each pass end: a pass
-    after walks (far more leaves accessed than the goal) shortens the period, the pass
-    after it (no walks, nothing accessed) lengthens it, each by the model's step and to the
-    model's period."""
+async def interval_modes(dut):
+    """The interval controller's adaptive modes through the engine's registers. Migration
+    mode: each ``INT_BATCH`` write (after ``INT_CPP``) sets the model's period, clamped by
+    ``INT_MAX_PERIOD``. Ratio mode, told by the engine at each pass end: a pass after walks
+    (far more leaves accessed than the goal) shortens the period, the pass after it (no
+    walks, nothing accessed) lengthens it, each to the model's period."""
     tb = EngineTB(dut, ReplayConfig.from_env())
     sc = tb.sc
     await tb.start()
+    top = 3_000_000
+    model = IntervalController(IntervalConfig(mode="migration", period=REGMAP["INT_PERIOD"].reset,
+                                              max_period=top))
+    await tb.write("INT_MODE", REGMAP["INT_MODE"].pack(MODE=1))
+    await tb.write("INT_MAX_PERIOD", top)
+    seen = []
+    for pages, cpp in ((1000, 0x2_8000), (70_000, 0x40_0000), (3, 0x1234)):
+        await tb.write("INT_CPP", cpp)
+        await tb.write("INT_BATCH", pages)
+        await ClockCycles(dut.clk, BATCH_DELAY)
+        got, want = await tb.read("INT_PERIOD"), model.set_batch(pages, cpp)
+        assert got == want, f"[seed {tb.seed}] batch {pages} x {cpp:#x}: INT_PERIOD {got}, " \
+                            f"model {want}"
+        seen.append(got)
+    assert seen == [2500, top, 1], seen                  # as is, clamped high, clamped low
+    await tb.write("INT_MAX_PERIOD", REGMAP["INT_MAX_PERIOD"].reset)
     target, hysteresis, shift, period = 0x0100, 0x0080, 2, 50_000
     sc.engine.interval = IntervalController(IntervalConfig(
         mode="ratio", period=period, target=target, hysteresis=hysteresis, step_shift=shift))

@@ -75,7 +75,7 @@ def test_registers_mid_pass(engine_sim):
     ("reset_mid_operation", 2, 100),
     ("bus_errors", 1, 8),
     ("bad_scan_root", 3, 8),
-    ("ratio_mode_period", 2, 100),
+    ("interval_modes", 2, 100),
     ("ia32e_pass_keeps_walker_caches", 1, 8),
 ])
 @pytest.mark.parametrize("sim", ["engine_sim", "small_sim"])
