@@ -99,6 +99,14 @@ def _passes(cfg: ReplayConfig) -> tuple[int, list[list[tuple[int, bool]]]]:
     return npages, out
 
 
+def scanner_build(params: dict | None = None) -> dict:
+    """The scanner parameters of the RTL engine built with ``params``: its own keywords
+    over :class:`hdl.scanner.Scanner`'s defaults."""
+    built = {k: p.default for k, p in inspect.signature(RtlScanner).parameters.items()}
+    built.update((params or {}).get("scanner", {}))
+    return built
+
+
 def engine_config(params: dict | None = None, *, levels: int = 4) -> EngineConfig:
     """The model twin of the RTL engine built with ``params`` (:class:`hdl.engine.Engine`
     keywords; its defaults where absent): the same host format, physical-address width,
@@ -108,8 +116,7 @@ def engine_config(params: dict | None = None, *, levels: int = 4) -> EngineConfi
     params = dict(params or {})
     host = params.get("host", "ept")
     pa_bits = params.get("pa_bits", 52)
-    built = {k: p.default for k, p in inspect.signature(RtlScanner).parameters.items()}
-    built.update(params.get("scanner", {}))
+    built = scanner_build(params)
     if levels > built["max_levels"]:
         raise ValueError(f"{levels} activity levels: the scanner keeps {built['max_levels']}")
     top_k = REGMAP["LP_CONFIG"].field("TOP_K").reset

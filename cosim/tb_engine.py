@@ -24,6 +24,7 @@ import json
 import random
 import time
 from collections import deque
+from dataclasses import replace
 
 import cocotb
 from cocotb.clock import Clock
@@ -32,7 +33,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from cosim.axi_mem import AxiMem
-from cosim.engine_scenario import HEAP, ReplayConfig, Scenario
+from cosim.engine_scenario import HEAP, ReplayConfig, Scenario, scanner_build
 from cosim.runner import record_metric, sim_params, sim_seed
 from cosim.stream import StreamDriver, StreamMonitor, Ticker
 from cosim.tb_exit_detector import counters_of, encode_event
@@ -43,6 +44,7 @@ from hdl.exit_detector import COUNTERS as EXIT_COUNTERS
 from hdl.scanner import STAT_NAMES
 from hdl.walker import COUNTERS as WALK_COUNTERS
 from hdl.interval import BATCH_DELAY, RATIO_DELAY
+from model.engine import EngineConfig
 from model.entries import host_format
 from model.interval import IntervalConfig, IntervalController
 from model.walker import FaultKind
@@ -278,6 +280,12 @@ async def check_pass(tb: EngineTB, index: int, cause: int):
     assert got == want, f"[seed {tb.seed}] pass {index}: statistics hw {got} model {want}"
     assert hist == [int(x) for x in ref.histogram], \
         f"[seed {tb.seed}] pass {index}: histogram hw {hist} model {list(ref.histogram)}"
+    scan = tb.sc.config.scan
+    if scan.multi:
+        long_hist = await tb.read_window("SCAN_LONG_HIST", scan.long_levels)
+        assert long_hist == [int(x) for x in ref.long_histogram], \
+            f"[seed {tb.seed}] pass {index}: long histogram hw {long_hist} " \
+            f"model {list(ref.long_histogram)}"
     model_cands = [tuple(int(v) for v in c) for c in ref.candidates]
     assert count == len(ref.candidates) and cands == model_cands, \
         f"[seed {tb.seed}] pass {index}: candidates hw {cands} model {model_cands}"
@@ -295,14 +303,78 @@ async def check_pass(tb: EngineTB, index: int, cause: int):
 @cocotb.test()
 async def replay(dut):
     """The scenario end to end on the RTL engine, every output compared with the model."""
-    cfg = ReplayConfig.from_env()
-    tb = EngineTB(dut, cfg)
-    sc = tb.sc
+    tb = EngineTB(dut, ReplayConfig.from_env())
     cycles0 = get_sim_time("ns") / CLOCK_NS
-
     # 1. registers
     await tb.start()
     assert await tb.read("ID") == REGMAP["ID"].reset
+    await _replay_steps(tb, cycles0)
+
+
+@cocotb.test()
+async def replay_configured(dut):
+    """The replay with every unit's configuration register away from its reset value, the
+    model configured to match (:func:`random_settings`): the scanner's levels, steps and
+    long period (the long histogram window compared too), the prioritizer's smoothing,
+    threshold, candidate count, warm-up and absence limit, the prefetch window and
+    direction. Every register field reaches its unit as the model reads it."""
+    tb = EngineTB(dut, ReplayConfig.from_env())
+    cycles0 = get_sim_time("ns") / CLOCK_NS
+    writes, config = random_settings(tb.rng, tb.sc.config,
+                                     scanner_build(sim_params())["max_levels"])
+    tb.log.info("settings: %s", {k: hex(v) for k, v in writes.items()})
+    tb.sc.config = config
+    tb.sc.restart(tb.sc.system.mem)
+    await tb.start()
+    for name, value in writes.items():
+        await tb.write(name, value)
+    await _replay_steps(tb, cycles0)
+
+
+def random_settings(rng: random.Random, base: EngineConfig, max_levels: int):
+    """Register values for the scanner, prioritizer and prefetcher configuration, none at
+    its reset value where it has others, and the model configuration they stand for
+    (``base`` with those units replaced). ``max_levels``: the build's histogram size."""
+    while True:
+        levels = rng.randint(2, max_levels)
+        every = rng.choice([0, 2, 3])
+        long_levels = rng.randint(2, max_levels)
+        try:
+            scan = replace(
+                base.scan, levels=levels, up=rng.randint(1, levels - 1),
+                down=rng.randint(1, levels - 1), long_every=every, long_levels=long_levels,
+                long_need=rng.randint(1, every) if every else 1,
+                large_page=replace(base.scan.large_page, shift=rng.randint(0, 4),
+                                   threshold=rng.randint(0, 6), warmup=rng.randint(0, 1),
+                                   max_nonpresent=rng.choice([0, 8, 511]),
+                                   top_k=rng.randint(1, base.scan.large_page.top_k)))
+        except ValueError:                   # the fields do not fit the entry's free bits
+            continue
+        if scan.levels != 4 or scan.multi:
+            break
+    lp = scan.large_page
+    prefetch = replace(base.prefetch, window=rng.choice([1, 3, 16, 100]),
+                       direction=rng.choice(["forward", "backward"]))
+    writes = {
+        "SCAN_CONFIG": REGMAP["SCAN_CONFIG"].pack(FMT={"ept": 0, "npt": 1}[base.scan.fmt],
+                                                  LEVELS=scan.levels, UP=scan.up,
+                                                  DOWN=scan.down),
+        "SCAN_LONG": REGMAP["SCAN_LONG"].pack(EVERY=scan.long_every, LEVELS=scan.long_levels,
+                                              NEED=scan.long_need),
+        "LP_CONFIG": REGMAP["LP_CONFIG"].pack(ENABLE=1, SHIFT=lp.shift,
+                                              THRESHOLD=lp.threshold, TOP_K=lp.top_k),
+        "LP_WARMUP": lp.warmup,
+        "LP_MAX_NONPRESENT": lp.max_nonpresent,
+        "PF_CONFIG": REGMAP["PF_CONFIG"].pack(
+            WINDOW=prefetch.window,
+            DIRECTION={"forward": 0, "backward": 1, "both": 2}[prefetch.direction]),
+    }
+    return writes, replace(base, scan=scan, prefetch=prefetch)
+
+
+async def _replay_steps(tb: EngineTB, cycles0: float):
+    """The replay after its registers are programmed: passes, faults, the exit, counters."""
+    dut, cfg, sc = tb.dut, tb.cfg, tb.sc
 
     # 2. passes
     total = sum(len(p) for p in sc.passes)

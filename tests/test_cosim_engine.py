@@ -43,6 +43,18 @@ def test_replay_small(small_sim, tmp_path):
     print(f"\nsmall: {result.metrics}")
 
 
+@pytest.mark.parametrize("sim,seed", [("engine_sim", 3), ("small_sim", 4), ("npt_wide_sim", 5)])
+def test_replay_configured(request, sim, seed):
+    """The replay with every scanner, prioritizer and prefetch configuration field away
+    from its reset value (random per seed), the model configured to match."""
+    host = "npt" if sim == "npt_wide_sim" else "ept"
+    cfg = ReplayConfig(host=host, workload="zipf", npages=1024, passes=4, max_walks=200,
+                       swap_out=128, faults=4, exit_pages=300, seed=seed)
+    result = request.getfixturevalue(sim).run("cosim.tb_engine", testcase="replay_configured",
+                                              seed=seed, extra_env=cfg.to_env())
+    assert result.tests == 1
+
+
 @pytest.fixture(scope="module")
 def npt_wide_sim():
     """An engine for AMD hosts (NPT) on a 128-bit bus."""
