@@ -644,10 +644,14 @@ async def continuous_scanning_waits_for_ack(dut):
     """Continuous scanning with a period shorter than a pass (a pass is always due) and
     ``SCAN_CTRL.ACK``: the next pass waits while ``PASS_DONE`` is set, so the windows keep
     the pass (equal to the model's) however long software takes; clearing the cause starts
-    the next, which equals the model's too."""
+    the next, which equals the model's too. Each pass overruns the period: ``OVERRUN``,
+    ``INT_STATUS``, ``INT_OVERRUN_COUNT`` and the next start (``INT_LAST_START``) are the
+    model controller's told the pass's length (``SCAN_STAT.CYCLES``); ``INT_CMD`` clears
+    the flag and keeps the count."""
     tb = EngineTB(dut, ReplayConfig.from_env())
     sc = tb.sc
     done = REGMAP["IRQ_CAUSE"].field("PASS_DONE").mask
+    interval = IntervalController(IntervalConfig(period=1000))
     await tb.start()
     await _walks(tb, sc.passes[0])
     await tb.write("INT_PERIOD", 1000)
@@ -665,10 +669,38 @@ async def continuous_scanning_waits_for_ack(dut):
         f"[seed {tb.seed}] a pass started with PASS_DONE still set"
     assert await tb.read_window("SCAN_STAT", len(STAT_NAMES)) == stats
     await check_pass(tb, 0, cause)
+    await _check_overrun(tb, interval, dict(zip(STAT_NAMES, stats)), cause)
     await tb.write("IRQ_CAUSE", done)
     await _until_scan_busy(tb, "clearing PASS_DONE")
     await tb.write("SCAN_CTRL", 0)
     await scan_pass(tb, 1, started=True)
+    stats = dict(zip(STAT_NAMES, await tb.read_window("SCAN_STAT", len(STAT_NAMES))))
+    await _check_overrun(tb, interval, stats, None)
+
+
+async def _check_overrun(tb: EngineTB, interval: IntervalController, stats: dict,
+                         cause: int | None):
+    """The interval registers after a pass that overran, against ``interval`` told the
+    pass's length; then ``INT_CMD.CLEAR_OVERRUN``. ``cause``: ``IRQ_CAUSE`` as read at the
+    pass's end (None: read it now)."""
+    leaves = stats["leaves_4k"] + stats["leaves_2m"] + stats["leaves_1g"]
+    t = interval.end_pass(stats["cycles"], accessed=stats["accessed"], leaves=leaves)
+    assert t.overrun, f"[seed {tb.seed}] a pass of {stats['cycles']} cycles did not overrun"
+    if cause is None:
+        cause = await tb.read("IRQ_CAUSE")
+    overrun = REGMAP["IRQ_CAUSE"].field("OVERRUN").mask
+    got = {"cause": bool(cause & overrun), "status": await tb.read("INT_STATUS"),
+           "count": await tb.read("INT_OVERRUN_COUNT"),
+           "last_start": await tb.read("INT_LAST_START")}
+    want = {"cause": True, "status": 1, "count": interval.overrun_count,
+            "last_start": t.next_start}
+    assert got == want, f"[seed {tb.seed}] after a pass of {stats['cycles']} cycles: " \
+                        f"interval hw {got} model {want}"
+    await tb.write("IRQ_CAUSE", overrun)
+    await tb.write("INT_CMD", REGMAP["INT_CMD"].pack(CLEAR_OVERRUN=1))
+    interval.clear_overrun()
+    assert (await tb.read("INT_STATUS"), await tb.read("INT_OVERRUN_COUNT")) == \
+        (0, interval.overrun_count), f"[seed {tb.seed}] INT_CMD.CLEAR_OVERRUN"
 
 
 @cocotb.test()
