@@ -636,7 +636,6 @@ class Scanner(wiring.Component):
         m.submodules.tab = tab = Memory(shape=sw_w, depth=1 << (sw_w + 1), init=[])
         tab_w = tab.write_port()
         tab_f = [tab.read_port(domain="comb") for _ in range(lanes)]
-        tab_u = tab.read_port(domain="comb")
         tab_c = tab.read_port(domain="comb")
         # Builder: four pipeline stages from the address counter to the write.
         b_addr = Signal(sw_w + 2)
@@ -1479,8 +1478,8 @@ class Scanner(wiring.Component):
         rf_tail = Signal()
         m.d.comb += rf_tail.eq(rf_head ^ (rf_n == 1))
         # F results of an arriving beat, for the queue: the step-table lookups use the
-        # table's ports 0..lanes-1. (U1 has a port of its own: sharing port 0, with its
-        # address chosen by ``e_act``, put that choice on the slowest path of the engine.)
+        # table's ports 0..lanes-1 (port 0 is shared with U1, which loads only while no leaf
+        # table is walked, ``~e_act``).
         f_st = [Signal(sw_w, name=f"f_st{k}") for k in range(lanes)]
         f_a = Signal(lanes)
         f_need = Signal(lanes)
@@ -1496,7 +1495,8 @@ class Scanner(wiring.Component):
                 f_leaf[k].eq(leaf_k),
                 f_malf[k].eq(malf_k),
             ]
-            m.d.comb += tab_f[k].addr.eq(Cat(f_st[k], f_a[k]))
+            if k:
+                m.d.comb += tab_f[k].addr.eq(Cat(f_st[k], f_a[k]))
         with m.If(leaf_beat):
             for i in range(2):
                 with m.If(rf_tail == i):
@@ -1583,7 +1583,7 @@ class Scanner(wiring.Component):
         m.d.comb += [
             u_st.eq(sw_of(hd.e) & d.fmask),
             u_a.eq(a_of(hd.e)),
-            tab_u.addr.eq(Cat(u_st, u_a)),
+            tab_f[0].addr.eq(Mux(e_act, Cat(f_st[0], f_a[0]), Cat(u_st, u_a))),
         ]
         with m.If(mv_up):
             m.d.sync += u1_valid.eq(0)
@@ -1591,8 +1591,8 @@ class Scanner(wiring.Component):
             m.d.sync += [
                 u1_valid.eq(1), u1_level.eq(lvl), u1_page.eq(cur_tbl), u1_idx.eq(pos[:9]),
                 u1_va.eq(cur_va0), u1_F.eq(hd.e),
-                u1_ns.eq(tab_u.data), u1_fa.eq(u_a),
-                u1_need.eq(u_a | (((tab_u.data ^ u_st) & d.engmask) != 0)),
+                u1_ns.eq(tab_f[0].data), u1_fa.eq(u_a),
+                u1_need.eq(u_a | (((tab_f[0].data ^ u_st) & d.engmask) != 0)),
                 u1_W.eq(Mux(sn_cur, sn.data, hd.e)), u1_sn.eq(sn_cur),
             ]
 
