@@ -41,6 +41,6 @@ def engine_throughput(*, walks: int = 400, faults: int = 16, npages: int = 2048)
 
 
 def _run(sim, cfg: ReplayConfig, name: str) -> dict:
-    result = sim.run("cosim.tb_engine", testcase="throughput", seed=1,
+    result = sim.run("cosim.tb_engine", testcase=r"\.throughput$", seed=1,
                      extra_env=cfg.to_env(), run_name=name)
     return {k: (v[-1] if isinstance(v, list) else v) for k, v in result.metrics.items()}

@@ -312,7 +312,7 @@ async def replay(dut):
 
 
 @cocotb.test()
-async def replay_configured(dut):
+async def configured_replay(dut):
     """The replay with every unit's configuration register away from its reset value, the
     model configured to match (:func:`random_settings`): the scanner's levels, steps and
     long period (the long histogram window compared too), the prioritizer's smoothing,

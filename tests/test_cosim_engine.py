@@ -26,7 +26,7 @@ def small_sim():
 def test_replay(engine_sim, workload, tmp_path):
     cfg = ReplayConfig(host="ept", workload=workload, npages=1024, passes=3, max_walks=300,
                        swap_out=128, faults=4, exit_pages=600)
-    result = engine_sim.run("cosim.tb_engine", testcase="replay", seed=1,
+    result = engine_sim.run("cosim.tb_engine", testcase=r"\.replay$", seed=1,
                             extra_env=cfg.to_env())
     assert result.tests == 1
     print(f"\n{workload}: {result.metrics}")
@@ -37,20 +37,21 @@ def test_replay_small(small_sim, tmp_path):
     physical-address width)."""
     cfg = ReplayConfig(host="ept", workload="zipf", npages=1024, passes=3, max_walks=300,
                        swap_out=128, faults=4, exit_pages=600, seed=2)
-    result = small_sim.run("cosim.tb_engine", testcase="replay", seed=2,
+    result = small_sim.run("cosim.tb_engine", testcase=r"\.replay$", seed=2,
                            extra_env=cfg.to_env())
     assert result.tests == 1
     print(f"\nsmall: {result.metrics}")
 
 
 @pytest.mark.parametrize("sim,seed", [("engine_sim", 3), ("small_sim", 4), ("npt_wide_sim", 5)])
-def test_replay_configured(request, sim, seed):
+def test_configured_replay(request, sim, seed):
     """The replay with every scanner, prioritizer and prefetch configuration field away
     from its reset value (random per seed), the model configured to match."""
     host = "npt" if sim == "npt_wide_sim" else "ept"
     cfg = ReplayConfig(host=host, workload="zipf", npages=1024, passes=4, max_walks=200,
                        swap_out=128, faults=4, exit_pages=300, seed=seed)
-    result = request.getfixturevalue(sim).run("cosim.tb_engine", testcase="replay_configured",
+    result = request.getfixturevalue(sim).run("cosim.tb_engine",
+                                              testcase=r"\.configured_replay$",
                                               seed=seed, extra_env=cfg.to_env())
     assert result.tests == 1
 
@@ -66,7 +67,7 @@ def test_replay_npt_wide(npt_wide_sim, tmp_path):
     making 64-bit transfers on it."""
     cfg = ReplayConfig(host="npt", workload="shifting", npages=1024, passes=3,
                        max_walks=300, swap_out=128, faults=4, exit_pages=600, seed=3)
-    result = npt_wide_sim.run("cosim.tb_engine", testcase="replay", seed=3,
+    result = npt_wide_sim.run("cosim.tb_engine", testcase=r"\.replay$", seed=3,
                               extra_env=cfg.to_env())
     assert result.tests == 1
     print(f"\nnpt, 128-bit: {result.metrics}")
@@ -74,7 +75,7 @@ def test_replay_npt_wide(npt_wide_sim, tmp_path):
 
 def test_registers_mid_pass(engine_sim):
     cfg = ReplayConfig(host="ept", workload="uniform", npages=1024, passes=2, max_walks=200)
-    result = engine_sim.run("cosim.tb_engine", testcase="registers_mid_pass", seed=1,
+    result = engine_sim.run("cosim.tb_engine", testcase=r"\.registers_mid_pass$", seed=1,
                             extra_env=cfg.to_env())
     assert result.tests == 1
 
@@ -96,8 +97,8 @@ def test_directed(request, sim, testcase, passes, max_walks):
     on the default engine and on the small one."""
     cfg = ReplayConfig(host="ept", workload="uniform", npages=512, passes=passes,
                        max_walks=max_walks)
-    result = request.getfixturevalue(sim).run("cosim.tb_engine", testcase=testcase, seed=1,
-                            extra_env=cfg.to_env())
+    result = request.getfixturevalue(sim).run("cosim.tb_engine", testcase=rf"\.{testcase}$",
+                                              seed=1, extra_env=cfg.to_env())
     assert result.tests == 1
 
 

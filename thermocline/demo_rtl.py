@@ -53,7 +53,7 @@ def run_rtl_demo(console: Console, out: Path, *, trace, passes: int = 8,
 
     def work():
         try:
-            box["result"] = sim.run("cosim.tb_engine", testcase="replay", seed=1,
+            box["result"] = sim.run("cosim.tb_engine", testcase=r"\.replay$", seed=1,
                                     extra_env=cfg.to_env(), run_name="demo")
         except BaseException as e:          # reported in the main thread
             box["error"] = e
