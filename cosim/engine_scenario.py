@@ -100,8 +100,9 @@ def _passes(cfg: ReplayConfig) -> tuple[int, list[list[tuple[int, bool]]]]:
 
 
 def scanner_build(params: dict | None = None) -> dict:
-    """The scanner parameters of the RTL engine built with ``params``: its own keywords
-    over :class:`hdl.scanner.Scanner`'s defaults."""
+    """The scanner's capacities in the RTL engine built with ``params`` (``max_levels``,
+    ``top_k_max``, ...): the engine's ``scanner`` keywords over :class:`hdl.scanner.Scanner`'s
+    defaults. (``data_width`` and ``pa_bits`` are the engine's, not these.)"""
     built = {k: p.default for k, p in inspect.signature(RtlScanner).parameters.items()}
     built.update((params or {}).get("scanner", {}))
     return built

@@ -244,12 +244,16 @@ class EngineTB:
         return hw, want
 
 
-async def scan_pass(tb: EngineTB, index: int, *, started: bool = False, during=None):
-    """One pass, started by command (unless ``started``: already running), with
-    ``during()`` awaited while it runs; everything it reports compared with the model."""
+async def scan_pass(tb: EngineTB, index: int, *, started: bool = False, during=None,
+                    set_index: bool = True):
+    """One pass, started by command (unless ``started``: already running; with
+    ``SET_INDEX`` and ``index`` unless not ``set_index``: the engine's own count must then
+    be ``index``), with ``during()`` awaited while it runs; everything it reports compared
+    with the model."""
     if not started:
-        await tb.write("SCAN_PASS_INDEX", index)
-        await tb.write("SCAN_CMD", REGMAP["SCAN_CMD"].pack(START=1, SET_INDEX=1))
+        if set_index:
+            await tb.write("SCAN_PASS_INDEX", index)
+        await tb.write("SCAN_CMD", REGMAP["SCAN_CMD"].pack(START=1, SET_INDEX=int(set_index)))
     if during is not None:
         await during()
     cause = await tb.wait_irq("PASS_DONE", 4_000_000)
@@ -289,6 +293,7 @@ async def check_pass(tb: EngineTB, index: int, cause: int):
     model_cands = [tuple(int(v) for v in c) for c in ref.candidates]
     assert count == len(ref.candidates) and cands == model_cands, \
         f"[seed {tb.seed}] pass {index}: candidates hw {cands} model {model_cands}"
+    assert ref.pass_index == index, f"model pass index {ref.pass_index}, expected {index}"
     assert await tb.read("SCAN_LAST_PASS") == index
     tb.check_image(f"pass {index}")
     tb.checked["passes"] += 1
@@ -332,25 +337,30 @@ async def configured_replay(dut):
 
 
 def random_settings(rng: random.Random, base: EngineConfig, max_levels: int):
-    """Register values for the scanner, prioritizer and prefetcher configuration, none at
-    its reset value where it has others, and the model configuration they stand for
-    (``base`` with those units replaced). ``max_levels``: the build's histogram size."""
+    """Register values for the scanner, prioritizer and prefetcher configuration, and the
+    model configuration they stand for (``base``, the reset configuration, with those units
+    replaced). Every field is drawn from values other than its reset value (``UP`` or
+    ``DOWN`` may keep 1: they differ from each other instead), so the long period is
+    always on. ``max_levels``: the build's histogram size."""
+    reset = base.scan
     while True:
-        levels = rng.randint(2, max_levels)
-        every = rng.choice([0, 2, 3])
-        long_levels = rng.randint(2, max_levels)
+        levels = rng.choice([n for n in range(2, max_levels + 1) if n != reset.levels])
+        up, down = rng.randint(1, levels - 1), rng.randint(1, levels - 1)
+        every = rng.choice([2, 3])
         try:
             scan = replace(
-                base.scan, levels=levels, up=rng.randint(1, levels - 1),
-                down=rng.randint(1, levels - 1), long_every=every, long_levels=long_levels,
-                long_need=rng.randint(1, every) if every else 1,
-                large_page=replace(base.scan.large_page, shift=rng.randint(0, 4),
-                                   threshold=rng.randint(0, 6), warmup=rng.randint(0, 1),
-                                   max_nonpresent=rng.choice([0, 8, 511]),
-                                   top_k=rng.randint(1, base.scan.large_page.top_k)))
+                base.scan, levels=levels, up=up, down=down, long_every=every,
+                long_levels=rng.choice([n for n in range(2, max_levels + 1)
+                                        if n != reset.long_levels]),
+                long_need=rng.randint(1, every),
+                large_page=replace(
+                    reset.large_page, shift=rng.choice([0, 2, 3, 4]),
+                    threshold=rng.randint(0, 6), warmup=rng.randint(0, 1),
+                    max_nonpresent=rng.choice([8, 511]),
+                    top_k=rng.randint(1, min(7, reset.large_page.top_k))))
         except ValueError:                   # the fields do not fit the entry's free bits
             continue
-        if scan.levels != 4 or scan.multi:
+        if up != down:                       # (so that UP and DOWN swapped show)
             break
     lp = scan.large_page
     prefetch = replace(base.prefetch, window=rng.choice([1, 3, 16, 100]),
@@ -669,7 +679,7 @@ async def continuous_scanning_waits_for_ack(dut):
         f"[seed {tb.seed}] a pass started with PASS_DONE still set"
     assert await tb.read_window("SCAN_STAT", len(STAT_NAMES)) == stats
     await check_pass(tb, 0, cause)
-    await _check_overrun(tb, interval, dict(zip(STAT_NAMES, stats)), cause)
+    await _check_overrun(tb, interval, dict(zip(STAT_NAMES, stats)), None)
     await tb.write("IRQ_CAUSE", done)
     await _until_scan_busy(tb, "clearing PASS_DONE")
     await tb.write("SCAN_CTRL", 0)
@@ -681,8 +691,9 @@ async def continuous_scanning_waits_for_ack(dut):
 async def _check_overrun(tb: EngineTB, interval: IntervalController, stats: dict,
                          cause: int | None):
     """The interval registers after a pass that overran, against ``interval`` told the
-    pass's length; then ``INT_CMD.CLEAR_OVERRUN``. ``cause``: ``IRQ_CAUSE`` as read at the
-    pass's end (None: read it now)."""
+    pass's length; then ``INT_CMD.CLEAR_OVERRUN``. ``cause``: ``IRQ_CAUSE`` as read after
+    the pass's end (None: read it now). ``OVERRUN`` is set a cycle after ``PASS_DONE``, so a
+    value read in the cycle ``PASS_DONE`` appears may not hold it yet."""
     leaves = stats["leaves_4k"] + stats["leaves_2m"] + stats["leaves_1g"]
     t = interval.end_pass(stats["cycles"], accessed=stats["accessed"], leaves=leaves)
     assert t.overrun, f"[seed {tb.seed}] a pass of {stats['cycles']} cycles did not overrun"
@@ -769,15 +780,15 @@ async def bad_scan_root(dut):
     assert await _tlb_hits(tb, CACHED) > 0
     sc.engine.scan_root = good | 0xFFF                  # bits 11..0 ignored
     await tb.write("SCAN_ROOT", sc.engine.scan_root)
-    await scan_pass(tb, 2)
+    await scan_pass(tb, 2, set_index=False)        # the engine's count went past both
     assert tb.results["passes"][-1]["leaves"] > 0
 
 
 @cocotb.test()
 async def interval_modes(dut):
     """The interval controller's adaptive modes through the engine's registers. Migration
-    mode: each ``INT_BATCH`` write (after ``INT_CPP``) sets the model's period, clamped by
-    ``INT_MAX_PERIOD``. Ratio mode, told by the engine at each pass end: a pass after walks
+    mode: each ``INT_BATCH`` write (after ``INT_CPP``) sets the model's period, as is or
+    clamped by ``INT_MAX_PERIOD`` or ``INT_MIN_PERIOD``. Ratio mode, told by the engine at each pass end: a pass after walks
     (far more leaves accessed than the goal) shortens the period, the pass after it (no
     walks, nothing accessed) lengthens it, each to the model's period."""
     tb = EngineTB(dut, ReplayConfig.from_env())

@@ -435,13 +435,14 @@ def test_ports_and_layouts():
 @pytest.mark.parametrize("fmt", ["ept", "ia32e"])
 def test_root_with_reserved_bits_walks_nothing(fmt):
     """A root with a bit at or above ``pa_bits`` is malformed: the pass counts it, reads and
-    writes nothing, and the next pass is as the model's; bits 11..0 of a root are ignored."""
+    writes nothing, and the next pass is as the model's; bits 11..0 of a root are ignored,
+    and bit ``pa_bits - 1`` is an address (past the memory's end: bus errors)."""
     seed = 12
     tree = random_tree(seed, fmt, leaf_tables=2)
     cfg = ScanConfig(fmt=fmt, pa_bits=46, report_cleared=fmt != "ia32e")
     rig = Rig(tree.mem, data_width=64, latency=2, seed=seed, pa_bits=46)
     model = ModelScanner(cfg)
-    roots = (tree.root | 1 << 46, tree.root | 0xABC, tree.root | 1 << 63, tree.root)
+    roots = (tree.root | 1 << 46, tree.root | 0xABC, tree.root | 1 << 63, 1 << 45, tree.root)
     seen = []
 
     async def bench(ctx):
@@ -461,5 +462,6 @@ def test_root_with_reserved_bits_walks_nothing(fmt):
         assert (hw["malformed"] == 1 and hw["tables_read"] == 0 and reads == 0) == bad, \
             f"root {root:#x}: {hw['malformed']} malformed, {hw['tables_read']} tables, " \
             f"{reads} reads"
-    assert [hw["pass_index"] for hw, _ in seen] == [0, 1, 2, 3]
+    assert [hw["pass_index"] for hw, _ in seen] == [0, 1, 2, 3, 4]
+    assert seen[3][0]["bus_errors"] == 512          # bit 45: a table past the memory's end
     assert seen[1][0]["leaves_4k"] > 0

@@ -591,6 +591,8 @@ def test_root_with_reserved_bits(fmt, pa_bits):
             assert not st_.histogram.any() and len(st_.candidates) == 0
             if cfg.report_cleared:
                 assert len(st_.cleared_base) == 0
+    edge = Scanner(cfg).scan_pass(mem.copy(), 1 << (pa_bits - 1))    # in range, past memory
+    assert (edge.malformed, edge.tables_read, edge.bus_errors) == (0, 1, 512)
     low = Scanner(cfg).scan_pass(mem.copy(), pt.root | 0xFFF)
     ref = Scanner(cfg).scan_pass(mem.copy(), pt.root)
     assert low.malformed == 0 and low.leaves == ref.leaves == 4
