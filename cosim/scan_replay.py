@@ -93,10 +93,12 @@ class _ShapeRecorder(ModelScanner):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.visits = {}
+        self.levels = {}
         self.parents = set()
 
     def _walk(self, mem, table, level, va, acc, args):
         self.visits[table] = self.visits.get(table, 0) + 1
+        self.levels[table] = level
         return (yield from super()._walk(mem, table, level, va, acc, args))
 
     def _parent(self, mem, addr, visited, va, t_acc, t_present, acc):
@@ -112,6 +114,14 @@ def tree_shape(tree, pa_bits=52):
     drive(recorder.iter_pass(tree.mem.copy(), tree.root))
     return ({table >> 12 for table, n in recorder.visits.items() if n > 1},
             recorder.parents)
+
+
+def upper_tables(tree, pa_bits=52) -> set:
+    """Pages of the tables a pass walks at levels 4 to 2 (the root and the tables of table
+    pointers)."""
+    recorder = _ShapeRecorder(ScanConfig(fmt=tree.fmt, pa_bits=pa_bits))
+    drive(recorder.iter_pass(tree.mem.copy(), tree.root))
+    return {table >> 12 for table, level in recorder.levels.items() if level >= 2}
 
 
 def revisited_tables(tree, pa_bits=52) -> set:
@@ -138,7 +148,8 @@ class Agent:
     physical-address width the tables are read with.
     """
 
-    def __init__(self, tree, seed, rate=0.05, generic=True, revisited=False, pa_bits=52):
+    def __init__(self, tree, seed, rate=0.05, generic=True, revisited=False, pa_bits=52,
+                 upper=False):
         self.tree = tree
         self.rng = random.Random(seed ^ 0xA9E7)
         self.rate = rate
@@ -154,12 +165,18 @@ class Agent:
             self.level[addr] = level
         self.parents = {table >> 12: parent for table, parent in tree.leaf_tables
                         if parent >> 12 not in revisited}
+        # ``upper``: every word of the root and the other tables of table pointers instead
+        # (their writes land while the walk moves between those tables).
+        self.upper = [((page << 12) + 8 * i, 0) for page in sorted(upper_tables(tree, pa_bits))
+                      for i in range(512)] if upper else None
         self.log = []
         self.pending = None
         self.held = None                     # (addr, action) on offer since the cycle before
 
     def _pick(self, cycle, traffic):
         rng = self.rng
+        if self.upper is not None:
+            return rng.choice(self.upper)
         roll = rng.random()
         reads = traffic.reads
         if roll < 0.35:

@@ -292,6 +292,7 @@ class Rig:
             c = ctx.get(dut.cand_data)
             cands.append((int(c.region), int(c.entry_addr), int(c.value)))
         stats["cand_list"] = cands
+        stats["coverage"] = {name: ctx.get(sig) for name, sig in dut.coverage.items()}
         ctx.set(dut.done.ready, 1)
         await ctx.tick()
         ctx.set(dut.done.ready, 0)
@@ -365,7 +366,7 @@ def run_with_agent(tree, cfg, *, seed, data_width=64, latency=1, gaps=0.0, rate=
 
 
 def run_with_agent_anywhere(tree, cfg, *, seed, data_width=64, latency=1, gaps=0.0,
-                            rate=0.05, **params):
+                            rate=0.05, upper=False, **params):
     """One pass with the agent writing every word of the tree, those of tables walked more
     than once included, where :func:`replay_schedule` cannot place its writes. What holds
     whatever the interleaving is checked against the model's pass without the agent:
@@ -382,7 +383,7 @@ def run_with_agent_anywhere(tree, cfg, *, seed, data_width=64, latency=1, gaps=0
     revisited, parents = tree_shape(tree, cfg.pa_bits)
     rig = Rig(tree.mem, data_width=data_width, latency=latency, gaps=gaps, seed=seed,
               **params)
-    agent = Agent(tree, seed, rate=rate, revisited=True, pa_bits=cfg.pa_bits)
+    agent = Agent(tree, seed, rate=rate, revisited=True, pa_bits=cfg.pa_bits, upper=upper)
     rig.slave.agent = agent
     lay = layout(tree.fmt)
     out = []

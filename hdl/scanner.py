@@ -331,8 +331,9 @@ class Scanner(wiring.Component):
     checks : bool
         Simulation only: assert on every cycle that the registered copies the unit keeps
         for timing (the page compares of a landing snooped write, "walking an upper table",
-        "the head queue holds an entry") equal what they stand for. The simulation tests
-        build the unit with them; synthesis and Verilog leave them out.
+        "the head queue holds an entry") equal what they stand for, and count how often
+        their cases occur (:attr:`coverage`). The simulation tests build the unit with
+        them; synthesis and Verilog leave them out.
 
     Members
     -------
@@ -371,6 +372,8 @@ class Scanner(wiring.Component):
         if not isinstance(checks, bool):
             raise ValueError(f"{owner}: checks must be True or False, got {checks!r}")
         self._checks = checks
+        #: Simulation only (``checks``): coverage counters of the checked cases, by name.
+        self.coverage = {}
         if data_width not in DATA_WIDTHS or isinstance(data_width, bool):
             raise ValueError(f"{owner}: data_width must be one of "
                              f"{', '.join(map(str, DATA_WIDTHS))}, got {data_width!r}")
@@ -1172,6 +1175,14 @@ class Scanner(wiring.Component):
                 Assert(walk_upper == ((phase == _PH_RUN) & (ds == _DS_UPPER)), "walk_upper"),
                 Assert(hf_any == (hf_n != 0), "hf_any"),
             ]
+            # Coverage of the registered compares: landing writes in each case of where
+            # ``cur_tbl`` came from (and those to the table itself), counted since reset.
+            for k, name in enumerate(("kept", "descend", "return3", "return4")):
+                for hit in (0, 1):
+                    cov = Signal(32, name=f"cov_land_{name}{'_hit' * hit}")
+                    self.coverage[f"land_{name}{'_hit' * hit}"] = cov
+                    cond = sn_any & (phase == _PH_RUN) & (cur_from == k)
+                    m.d.sync += cov.eq(cov + (cond & land_cur if hit else cond))
         sn_cur = Signal()                    # a snoop of the entry the walk takes now
         sn_at_walk = Signal()                # the offer's address is the walk's entry
         sn_at_pos = sn_idx == pos[:9]

@@ -465,3 +465,18 @@ def test_root_with_reserved_bits_walks_nothing(fmt):
     assert [hw["pass_index"] for hw, _ in seen] == [0, 1, 2, 3, 4]
     assert seen[3][0]["bus_errors"] == 512          # bit 45: a table past the memory's end
     assert seen[1][0]["leaves_4k"] > 0
+
+
+def test_snoop_in_the_cycle_after_a_descend():
+    """A busy agent writing only the root and the tables of table pointers: one of its
+    writes lands on the table the walk has just descended into, in the very next cycle,
+    where the landing compare is the one registered against the entry's child. The
+    scanner's checks assert it; the coverage counter proves the case occurred (with this
+    seed and tree; another timing may need another seed)."""
+    seed = 1
+    tree = random_tree(seed, "ept", leaf_tables=8)
+    hw, ref, log, revisited = run_with_agent_anywhere(
+        tree, snoop_config("ept"), seed=seed, data_width=64, latency=1, gaps=0.0, rate=0.9,
+        upper=True)
+    cov = hw["coverage"]
+    assert cov["land_descend_hit"] > 0, f"no write landed after a descend: {cov}"
