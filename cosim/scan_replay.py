@@ -106,12 +106,18 @@ class _ShapeRecorder(ModelScanner):
         return (yield from super()._parent(mem, addr, visited, va, t_acc, t_present, acc))
 
 
+def _recorded(tree, pa_bits) -> _ShapeRecorder:
+    """The model's pass over a copy of ``tree``, recorded."""
+    recorder = _ShapeRecorder(ScanConfig(fmt=tree.fmt, pa_bits=pa_bits))
+    drive(recorder.iter_pass(tree.mem.copy(), tree.root))
+    return recorder
+
+
 def tree_shape(tree, pa_bits=52):
     """``(pages of the tables a pass walks more than once, level-2 parent words)``. The
     tables' shape decides both, not the A bits or the levels an agent changes. Tables walked
     more than once are the aliased and self-referencing ones and every table below one."""
-    recorder = _ShapeRecorder(ScanConfig(fmt=tree.fmt, pa_bits=pa_bits))
-    drive(recorder.iter_pass(tree.mem.copy(), tree.root))
+    recorder = _recorded(tree, pa_bits)
     return ({table >> 12 for table, n in recorder.visits.items() if n > 1},
             recorder.parents)
 
@@ -119,9 +125,8 @@ def tree_shape(tree, pa_bits=52):
 def upper_tables(tree, pa_bits=52) -> set:
     """Pages of the tables a pass walks at levels 4 to 2 (the root and the tables of table
     pointers)."""
-    recorder = _ShapeRecorder(ScanConfig(fmt=tree.fmt, pa_bits=pa_bits))
-    drive(recorder.iter_pass(tree.mem.copy(), tree.root))
-    return {table >> 12 for table, level in recorder.levels.items() if level >= 2}
+    return {table >> 12 for table, level in _recorded(tree, pa_bits).levels.items()
+            if level >= 2}
 
 
 def revisited_tables(tree, pa_bits=52) -> set:

@@ -249,7 +249,7 @@ async def scan_pass(tb: EngineTB, index: int, *, started: bool = False, during=N
     """One pass, started by command (unless ``started``: already running; with
     ``SET_INDEX`` and ``index`` unless not ``set_index``: the engine's own count must then
     be ``index``), with ``during()`` awaited while it runs; everything it reports compared
-    with the model."""
+    with the model. Returns ``IRQ_CAUSE`` as read at the pass's end."""
     if not started:
         if set_index:
             await tb.write("SCAN_PASS_INDEX", index)
@@ -258,6 +258,7 @@ async def scan_pass(tb: EngineTB, index: int, *, started: bool = False, during=N
         await during()
     cause = await tb.wait_irq("PASS_DONE", 4_000_000)
     await check_pass(tb, index, cause)
+    return cause
 
 
 async def check_pass(tb: EngineTB, index: int, cause: int):
@@ -366,7 +367,8 @@ def random_settings(rng: random.Random, base: EngineConfig, max_levels: int):
     prefetch = replace(base.prefetch, window=rng.choice([1, 3, 16, 100]),
                        direction=rng.choice(["forward", "backward"]))
     writes = {
-        "SCAN_CONFIG": REGMAP["SCAN_CONFIG"].pack(FMT={"ept": 0, "npt": 1}[base.scan.fmt],
+        "SCAN_CONFIG": REGMAP["SCAN_CONFIG"].pack(FMT=_encoding("SCAN_CONFIG", "FMT",
+                                                                base.scan.fmt),
                                                   LEVELS=scan.levels, UP=scan.up,
                                                   DOWN=scan.down),
         "SCAN_LONG": REGMAP["SCAN_LONG"].pack(EVERY=scan.long_every, LEVELS=scan.long_levels,
@@ -377,9 +379,15 @@ def random_settings(rng: random.Random, base: EngineConfig, max_levels: int):
         "LP_MAX_NONPRESENT": lp.max_nonpresent,
         "PF_CONFIG": REGMAP["PF_CONFIG"].pack(
             WINDOW=prefetch.window,
-            DIRECTION={"forward": 0, "backward": 1, "both": 2}[prefetch.direction]),
+            DIRECTION=_encoding("PF_CONFIG", "DIRECTION", prefetch.direction)),
     }
     return writes, replace(base, scan=scan, prefetch=prefetch)
+
+
+def _encoding(register: str, field: str, name: str) -> int:
+    """The value of an enumerated register field that the register map names ``name``."""
+    values = REGMAP[register].field(field).values
+    return {v.lower(): k for k, v in values.items()}[name]
 
 
 async def _replay_steps(tb: EngineTB, cycles0: float):
@@ -679,26 +687,23 @@ async def continuous_scanning_waits_for_ack(dut):
         f"[seed {tb.seed}] a pass started with PASS_DONE still set"
     assert await tb.read_window("SCAN_STAT", len(STAT_NAMES)) == stats
     await check_pass(tb, 0, cause)
-    await _check_overrun(tb, interval, dict(zip(STAT_NAMES, stats)), None)
+    await _check_overrun(tb, interval, dict(zip(STAT_NAMES, stats)))
     await tb.write("IRQ_CAUSE", done)
     await _until_scan_busy(tb, "clearing PASS_DONE")
     await tb.write("SCAN_CTRL", 0)
     await scan_pass(tb, 1, started=True)
     stats = dict(zip(STAT_NAMES, await tb.read_window("SCAN_STAT", len(STAT_NAMES))))
-    await _check_overrun(tb, interval, stats, None)
+    await _check_overrun(tb, interval, stats)
 
 
-async def _check_overrun(tb: EngineTB, interval: IntervalController, stats: dict,
-                         cause: int | None):
+async def _check_overrun(tb: EngineTB, interval: IntervalController, stats: dict):
     """The interval registers after a pass that overran, against ``interval`` told the
-    pass's length; then ``INT_CMD.CLEAR_OVERRUN``. ``cause``: ``IRQ_CAUSE`` as read after
-    the pass's end (None: read it now). ``OVERRUN`` is set a cycle after ``PASS_DONE``, so a
-    value read in the cycle ``PASS_DONE`` appears may not hold it yet."""
+    pass's length; then ``INT_CMD.CLEAR_OVERRUN``. ``IRQ_CAUSE`` is read here, not where
+    ``PASS_DONE`` was seen: ``OVERRUN`` is set a cycle after it."""
     leaves = stats["leaves_4k"] + stats["leaves_2m"] + stats["leaves_1g"]
     t = interval.end_pass(stats["cycles"], accessed=stats["accessed"], leaves=leaves)
     assert t.overrun, f"[seed {tb.seed}] a pass of {stats['cycles']} cycles did not overrun"
-    if cause is None:
-        cause = await tb.read("IRQ_CAUSE")
+    cause = await tb.read("IRQ_CAUSE")
     overrun = REGMAP["IRQ_CAUSE"].field("OVERRUN").mask
     got = {"cause": bool(cause & overrun), "status": await tb.read("INT_STATUS"),
            "count": await tb.read("INT_OVERRUN_COUNT"),
@@ -766,11 +771,8 @@ async def bad_scan_root(dut):
     for index, high in enumerate((sc.config.scan.pa_bits, 63)):
         sc.engine.scan_root = good | 1 << high
         await tb.write("SCAN_ROOT", sc.engine.scan_root)
-        await tb.write("SCAN_PASS_INDEX", index)
-        await tb.write("SCAN_CMD", REGMAP["SCAN_CMD"].pack(START=1, SET_INDEX=1))
-        cause = await tb.wait_irq("PASS_DONE", 100_000)
+        cause = await scan_pass(tb, index)
         assert not cause & bus_error, f"[seed {tb.seed}] root bit {high}: cause {cause:#x}"
-        await check_pass(tb, index, cause)
         ref = sc.engine.scanner.last_stats
         assert (ref.malformed, ref.tables_read) == (1, 0), f"model: {ref}"
         stats = tb.results["passes"][-1]
@@ -788,15 +790,16 @@ async def bad_scan_root(dut):
 async def interval_modes(dut):
     """The interval controller's adaptive modes through the engine's registers. Migration
     mode: each ``INT_BATCH`` write (after ``INT_CPP``) sets the model's period, as is or
-    clamped by ``INT_MAX_PERIOD`` or ``INT_MIN_PERIOD``. Ratio mode, told by the engine at each pass end: a pass after walks
-    (far more leaves accessed than the goal) shortens the period, the pass after it (no
-    walks, nothing accessed) lengthens it, each to the model's period."""
+    clamped by ``INT_MAX_PERIOD`` or ``INT_MIN_PERIOD``. Ratio mode, told by the engine at
+    each pass end: a pass after walks (far more leaves accessed than the goal) shortens the
+    period, the pass after it (no walks, nothing accessed) lengthens it, each to the
+    model's period."""
     tb = EngineTB(dut, ReplayConfig.from_env())
     sc = tb.sc
     await tb.start()
     top = 3_000_000
-    model = IntervalController(IntervalConfig(mode="migration", period=REGMAP["INT_PERIOD"].reset,
-                                              max_period=top))
+    model = IntervalController(IntervalConfig(
+        mode="migration", period=REGMAP["INT_PERIOD"].reset, max_period=top))
     await tb.write("INT_MODE", REGMAP["INT_MODE"].pack(MODE=1))
     await tb.write("INT_MAX_PERIOD", top)
     seen = []

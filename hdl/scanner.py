@@ -212,9 +212,9 @@ def start_layout(pa_bits: int) -> data.StructLayout:
         ``root``: host-physical byte address of the root table, 64 bits as software wrote
         it: bits 11..0 are ignored, and a root with a bit set at or above ``pa_bits`` (the
         root pointer's reserved bits) makes the pass count one malformed entry and walk
-        nothing, as :class:`model.scanner.Scanner` does. ``pass_index``: index of the pass when ``set_index`` is set; otherwise the
-        unit uses its own count (0 after reset, one more after each completed pass), as
-        :class:`model.scanner.Scanner` does.
+        nothing. ``pass_index``: index of the pass when ``set_index`` is set; otherwise the
+        unit uses its own count (0 after reset, one more after each completed pass). Both
+        as :class:`model.scanner.Scanner` does.
     """
     _check_int("start_layout", "pa_bits", pa_bits, 32, 52)
     return data.StructLayout({"root": 64, "pass_index": 32, "set_index": 1})
